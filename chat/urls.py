@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from chat import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("chat/", views.chat, name="chat"),
+]

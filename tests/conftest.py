@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from accounts.roles import Role
+from accounts.services import user_create
+
+SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def make(username: str, role: Role | None = Role.EMPLOYEE) -> User:
+        if role is None:
+            return User.objects.create_user(username=username, password="not-used-pw-123")
+        return user_create(username=username, role=role, password="not-used-pw-123", validate=False)
+
+    return make

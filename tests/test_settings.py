@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_choice, env_int, env_json, env_list, load_dotenv, parse_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "tru"])
+def test_it_rejects_a_boolean_that_is_not_one(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("POLICYDESK_FLAG", value)
+    with pytest.raises(ImproperlyConfigured, match="POLICYDESK_FLAG"):
+        env_bool("FLAG", False)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("Off", False), ("1", True), ("no", False)])
+def test_it_reads_booleans(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv("POLICYDESK_FLAG", value)
+    assert env_bool("FLAG", not expected) is expected
+
+
+def test_it_rejects_a_non_integer_and_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLICYDESK_RATE", "12x")
+    with pytest.raises(ImproperlyConfigured, match=r"POLICYDESK_RATE='12x' is not an integer"):
+        env_int("RATE", 5)
+
+
+def test_it_rejects_an_integer_out_of_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLICYDESK_RATE", "0")
+    with pytest.raises(ImproperlyConfigured, match="below the minimum 1"):
+        env_int("RATE", 5, minimum=1)
+
+
+def test_it_rejects_a_value_outside_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLICYDESK_LOG_LEVEL", "LOUD")
+    with pytest.raises(ImproperlyConfigured, match="must be one of"):
+        env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO"))
+
+
+def test_it_rejects_invalid_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLICYDESK_LLM_BACKENDS", "[{name: vllm}]")
+    with pytest.raises(ImproperlyConfigured, match="POLICYDESK_LLM_BACKENDS is not valid JSON"):
+        env_json("LLM_BACKENDS", None)
+
+
+def test_it_splits_lists_and_drops_blanks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLICYDESK_ALLOWED_HOSTS", " a.example , ,b.example")
+    assert env_list("ALLOWED_HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_it_parses_a_socket_database_url() -> None:
+    config = parse_database_url("postgresql://postgres@/policydesk?host=/tmp/pd/pg&sslmode=disable")
+    assert config["NAME"] == "policydesk"
+    assert config["HOST"] == "/tmp/pd/pg"
+    assert config["USER"] == "postgres"
+    assert config["OPTIONS"] == {"sslmode": "disable"}
+
+
+def test_it_parses_a_tcp_database_url_with_escaped_password() -> None:
+    config = parse_database_url("postgresql://app:p%40ss@db.internal:6543/policy")
+    assert (config["HOST"], config["PORT"], config["PASSWORD"]) == ("db.internal", "6543", "p@ss")
+
+
+@pytest.mark.parametrize("url", ["mysql://x@h/db", "postgresql://x@h/", "postgresql://x@h:port/db"])
+def test_it_rejects_bad_database_urls(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="POLICYDESK_DATABASE_URL"):
+        parse_database_url(url)
+
+
+def test_dotenv_does_not_override_the_real_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nPOLICYDESK_A=from-file\nexport POLICYDESK_B='quoted value'\n")
+    monkeypatch.setenv("POLICYDESK_A", "from-env")
+    monkeypatch.delenv("POLICYDESK_B", raising=False)
+    load_dotenv(env_file)
+    assert os.environ["POLICYDESK_A"] == "from-env"
+    assert os.environ["POLICYDESK_B"] == "quoted value"
+
+
+def test_dotenv_rejects_a_line_without_equals(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("POLICYDESK_OK=1\nthis is not a setting\n")
+    with pytest.raises(ImproperlyConfigured, match=":2: expected KEY=VALUE"):
+        load_dotenv(env_file)
+
+
+def _load_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYDESK_")}
+    env.update({"POLICYDESK_ENV_FILE": "/dev/null", "DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('loaded')"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off() -> None:
+    result = _load_settings(POLICYDESK_DEBUG="false")
+    assert result.returncode != 0
+    assert "POLICYDESK_SECRET_KEY is required" in result.stderr
+
+
+def test_it_starts_with_a_secret_key() -> None:
+    result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50)
+    assert result.returncode == 0, result.stderr
+    assert "loaded" in result.stdout
+
+
+def test_it_refuses_to_start_with_a_malformed_setting() -> None:
+    result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50, POLICYDESK_RATE_LIMIT_PER_MINUTE="lots")
+    assert result.returncode != 0
+    assert "POLICYDESK_RATE_LIMIT_PER_MINUTE='lots' is not an integer" in result.stderr

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+
+from accounts.roles import Role
+from config.asgi import application
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def session_cookie(user: User) -> tuple[bytes, bytes]:
+    client = Client()
+    client.force_login(user)
+    return (
+        b"cookie",
+        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+    )
+
+
+async def connect(headers: list[tuple[bytes, bytes]]) -> tuple[WebsocketCommunicator, bool, int | str | None]:
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+async def test_it_refuses_an_unauthenticated_socket() -> None:
+    _communicator, connected, code = await connect([ORIGIN])
+    assert not connected
+    assert code == 4401
+
+
+async def test_it_rejects_cross_origin_socket(make_user: Callable[..., User]) -> None:
+    user = await _sync(make_user, "emp")
+    cookie = await _sync(session_cookie, user)
+    _communicator, connected, _ = await connect([(b"origin", b"http://evil.example"), cookie])
+    assert not connected
+
+
+async def test_it_refuses_a_role_that_may_not_ask(make_user: Callable[..., User]) -> None:
+    user = await _sync(make_user, "aud", Role.AUDITOR)
+    _communicator, connected, code = await connect([ORIGIN, await _sync(session_cookie, user)])
+    assert not connected
+    assert code == 4403
+
+
+async def test_it_accepts_an_employee_and_survives_malformed_json(make_user: Callable[..., User]) -> None:
+    user = await _sync(make_user, "emp")
+    communicator, connected, _ = await connect([ORIGIN, await _sync(session_cookie, user)])
+    assert connected
+    await communicator.send_to(text_data="{not json")
+    reply = json.loads(await communicator.receive_from(timeout=5))
+    assert reply == {"type": "error", "code": "bad_request", "message": "The message is not valid JSON."}
+    await communicator.send_to(text_data=json.dumps({"no": "type"}))
+    assert json.loads(await communicator.receive_from(timeout=5))["code"] == "bad_request"
+    await communicator.disconnect()
+
+
+async def test_it_rejects_an_oversized_message(make_user: Callable[..., User]) -> None:
+    user = await _sync(make_user, "emp")
+    communicator, connected, _ = await connect([ORIGIN, await _sync(session_cookie, user)])
+    assert connected
+    await communicator.send_to(text_data="x" * (settings.WS_MAX_MESSAGE_BYTES + 1))
+    assert json.loads(await communicator.receive_from(timeout=5))["code"] == "too_long"
+    await communicator.disconnect()
+
+
+async def _sync(func: Callable[..., object], *args: object) -> object:
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(func, thread_sensitive=True)(*args)
