@@ -36,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy .
 
-test: $(STAMP) lint
+test: $(STAMP) lint typecheck
 	$(PY) -m config.embedded test $(PYTEST_ARGS)
 
 clean: down

@@ -13,6 +13,6 @@ def role_required(permission: str) -> Callable[[View], View]:
 
     def decorator(view: View) -> View:
         guarded = permission_required(permission, raise_exception=True)(view)
-        return login_required(guarded)  # type: ignore[return-value]
+        return login_required(guarded)
 
     return decorator

@@ -389,7 +389,7 @@ def services_up(
         redis_url = redis_start(redis_dir=data_dir / "redis")
     llm_url = None
     if with_llm and wanted("POLICYDESK_LLM_BACKENDS"):
-        threads = max(1, (os.cpu_count() or 2) - 1)
+        threads = int(os.environ.get("POLICYDESK_LLM_THREADS", max(1, (os.cpu_count() or 2) - 1)))
         llm_url = llm_start(llm_dir=data_dir / "llm", threads=threads)
     return ServiceUrls(database_url=database_url, redis_url=redis_url, llm_url=llm_url)
 

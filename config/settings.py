@@ -11,7 +11,6 @@ from config.env import (
     env_bool,
     env_choice,
     env_int,
-    env_json,
     env_list,
     env_optional_str,
     env_str,
@@ -21,9 +20,9 @@ from config.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
-
 load_dotenv(Path(os.environ.get("POLICYDESK_ENV_FILE", str(BASE_DIR / ".env"))))
+
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -169,19 +168,12 @@ if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-LLM_BACKENDS_JSON = env_json("LLM_BACKENDS", None)
 LOCAL_LLM_URL = env_str("LOCAL_LLM_URL", "http://127.0.0.1:8765/v1")
-LLM_THREADS = env_int("LLM_THREADS", max(1, (os.cpu_count() or 2) - 1), minimum=1)
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 16 * 1024, minimum=256)
-QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 4000, minimum=10)
-RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 20, minimum=1)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)
 EMBEDDER = env_choice("EMBEDDER", "minilm", ("minilm",))
 EMBED_THREADS = env_int("EMBED_THREADS", max(1, os.cpu_count() or 1), minimum=1)
-AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=1)
-EMPLOYEE_ID_PATTERN = env_str("EMPLOYEE_ID_PATTERN", r"\bEMP-?\d{5,6}\b")
-METRICS_TOKEN = env_optional_str("METRICS_TOKEN")
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {

@@ -26,4 +26,6 @@ def test_vectors_compare_by_cosine_distance() -> None:
 
 
 def test_the_server_is_postgresql_18() -> None:
-    assert connection.pg_version >= 180000
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version_num")
+        assert int(cursor.fetchone()[0]) >= 180000

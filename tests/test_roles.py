@@ -123,3 +123,9 @@ def test_create_user_without_a_terminal_or_file_fails_clearly() -> None:
 def test_create_user_rejects_an_unknown_role() -> None:
     with pytest.raises(CommandError, match="invalid choice"):
         call_command("create_user", "x", "--role", "janitor")
+
+
+def test_healthz_answers_without_login() -> None:
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

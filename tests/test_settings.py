@@ -119,6 +119,6 @@ def test_it_starts_with_a_secret_key() -> None:
 
 
 def test_it_refuses_to_start_with_a_malformed_setting() -> None:
-    result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50, POLICYDESK_RATE_LIMIT_PER_MINUTE="lots")
+    result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50, POLICYDESK_WS_MAX_MESSAGE_BYTES="lots")
     assert result.returncode != 0
-    assert "POLICYDESK_RATE_LIMIT_PER_MINUTE='lots' is not an integer" in result.stderr
+    assert "POLICYDESK_WS_MAX_MESSAGE_BYTES='lots' is not an integer" in result.stderr

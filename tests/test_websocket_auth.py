@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -15,6 +17,7 @@ from config.asgi import application
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 ORIGIN = (b"origin", b"http://localhost")
+T = TypeVar("T")
 
 
 def session_cookie(user: User) -> tuple[bytes, bytes]:
@@ -73,7 +76,5 @@ async def test_it_rejects_an_oversized_message(make_user: Callable[..., User]) -
     await communicator.disconnect()
 
 
-async def _sync(func: Callable[..., object], *args: object) -> object:
-    from asgiref.sync import sync_to_async
-
+async def _sync(func: Callable[..., T], *args: object) -> T:
     return await sync_to_async(func, thread_sensitive=True)(*args)
