@@ -7,4 +7,9 @@ from rag import views
 app_name = "rag"
 urlpatterns = [
     path("", views.documents, name="documents"),
+    path("upload/", views.upload, name="upload"),
+    path("<int:document_id>/", views.view, name="view"),
+    path("<int:document_id>/reindex/", views.reindex, name="reindex"),
+    path("<int:document_id>/retire/", views.retire, name="retire"),
+    path("<int:document_id>/delete/", views.delete, name="delete"),
 ]

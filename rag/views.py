@@ -1,12 +1,82 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
 from accounts.decorators import role_required
-from accounts.roles import MANAGE_DOCUMENTS
+from accounts.roles import ASK_QUESTIONS, MANAGE_DOCUMENTS
+from rag.models import Document
+from rag.selectors import document_list, document_visible_to
+from rag.services import document_create_from_upload, document_delete, document_reindex, document_retire
+
+MAX_FILES_PER_UPLOAD = 50
 
 
 @role_required(MANAGE_DOCUMENTS)
 def documents(request: HttpRequest) -> HttpResponse:
-    return render(request, "rag/documents.html")
+    return render(request, "rag/documents.html", {"documents": document_list()})
+
+
+@require_POST
+@role_required(MANAGE_DOCUMENTS)
+def upload(request: HttpRequest) -> HttpResponse:
+    files = request.FILES.getlist("files")
+    if not files:
+        messages.error(request, _("Choose at least one file to upload."))
+        return redirect("rag:documents")
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        messages.error(request, _("Upload at most %(n)d files at a time.") % {"n": MAX_FILES_PER_UPLOAD})
+        return redirect("rag:documents")
+    for upload_file in files:
+        result = document_create_from_upload(
+            stream=upload_file, file_name=upload_file.name or "upload", uploaded_by=request.user
+        )
+        if not result.created:
+            messages.info(
+                request,
+                _("%(name)s has the same content as “%(title)s”; nothing new was added.")
+                % {"name": upload_file.name, "title": result.document.title},
+            )
+    return redirect("rag:documents")
+
+
+@require_POST
+@role_required(MANAGE_DOCUMENTS)
+def reindex(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = get_object_or_404(Document, pk=document_id)
+    try:
+        document_reindex(document=document)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("rag:documents")
+
+
+@require_POST
+@role_required(MANAGE_DOCUMENTS)
+def retire(request: HttpRequest, document_id: int) -> HttpResponse:
+    document_retire(document=get_object_or_404(Document, pk=document_id))
+    return redirect("rag:documents")
+
+
+@require_POST
+@role_required(MANAGE_DOCUMENTS)
+def delete(request: HttpRequest, document_id: int) -> HttpResponse:
+    document_delete(document=get_object_or_404(Document, pk=document_id))
+    return redirect("rag:documents")
+
+
+@role_required(ASK_QUESTIONS)
+def view(request: HttpRequest, document_id: int) -> HttpResponse:
+    """A document's passages, with the cited one (?chunk=ID) highlighted. Same access rule as retrieval."""
+    document = document_visible_to(user=request.user, document_id=document_id)
+    if document is None:
+        raise Http404
+    highlighted = request.GET.get("chunk", "")
+    return render(
+        request,
+        "rag/view.html",
+        {"document": document, "chunks": document.chunks.all(), "highlighted": highlighted},
+    )

@@ -5,18 +5,34 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from accounts.roles import Role
 from accounts.services import user_create
+from rag.models import Document
 
+DEMO_CORPUS = settings.BASE_DIR / "demo_corpus"
 DEMO_USERS = [("alice", Role.EMPLOYEE), ("pat", Role.POLICY_ADMIN), ("audrey", Role.AUDITOR)]
 
 
 class Command(BaseCommand):
-    help = "Create the demo users (random passwords, listed in .data/demo-logins.txt) on an empty database."
+    help = (
+        "On an empty database: create the demo users (random passwords, listed in "
+        ".data/demo-logins.txt) and ingest the demo corpus."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self._load_demo_corpus()
+        self._create_demo_users()
+
+    def _load_demo_corpus(self) -> None:
+        if Document.objects.exists():
+            self.stdout.write("documents exist; demo corpus not loaded")
+            return
+        call_command("ingest", str(DEMO_CORPUS), "--wait", stdout=self.stdout)
+
+    def _create_demo_users(self) -> None:
         logins_file = settings.DATA_DIR / "demo-logins.txt"
         if User.objects.exists():
             self.stdout.write("users exist; demo users not created")

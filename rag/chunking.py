@@ -1,0 +1,129 @@
+"""Heading-aware chunking: sentences packed into chunks that fit the embedding window.
+
+all-MiniLM-L6-v2 reads at most 256 word-pieces, and each chunk is embedded together with
+its heading path, so a chunk's body gets what the window leaves after the headings (about
+200-240 tokens). Chunks overlap by about 40 tokens of whole sentences.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.parsing import ParsedDocument, Section
+
+WINDOW_TOKENS = 250  # leave a few of the model's 256 for [CLS]/[SEP]
+OVERLAP_TOKENS = 40
+SMALL_SECTION_TOKENS = 60
+HEADING_SEPARATOR = " > "
+SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+")
+
+
+@dataclass
+class ChunkDraft:
+    ordinal: int
+    text: str
+    heading_path: str
+    page: int | None
+    token_count: int
+
+    def embedding_text(self, title: str) -> str:
+        """What gets embedded: the document title and heading path give the passage its topic."""
+        context = HEADING_SEPARATOR.join(p for p in (title, self.heading_path) if p)
+        return f"{context}\n{self.text}" if context else self.text
+
+
+def split_sentences(text: str) -> list[str]:
+    sentences: list[str] = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line:
+            sentences.extend(s for s in SENTENCE_END.split(line) if s.strip())
+    return sentences
+
+
+def chunk_document(parsed: ParsedDocument, *, count_tokens: Callable[[str], int]) -> list[ChunkDraft]:
+    drafts: list[ChunkDraft] = []
+    title_tokens = count_tokens(parsed.title)
+    for section in parsed.sections:
+        heading_path = HEADING_SEPARATOR.join(section.headings)
+        budget = max(120, WINDOW_TOKENS - title_tokens - count_tokens(heading_path) - 2)
+        pieces = _pack(section, budget=budget, count_tokens=count_tokens)
+        if len(pieces) == 1 and _merge_into_previous(drafts, section, pieces[0], budget, count_tokens):
+            continue
+        for text, tokens in pieces:
+            drafts.append(ChunkDraft(len(drafts), text, heading_path, section.page, tokens))
+    return drafts
+
+
+def _merge_into_previous(
+    drafts: list[ChunkDraft],
+    section: Section,
+    piece: tuple[str, int],
+    budget: int,
+    count_tokens: Callable[[str], int],
+) -> bool:
+    """Fold a short section into the chunk before it, so one-line sections are not chunks alone."""
+    text, tokens = piece
+    if not drafts or tokens >= SMALL_SECTION_TOKENS:
+        return False
+    previous = drafts[-1]
+    label = section.headings[-1] if section.headings else ""
+    addition = f"{label}: {text}" if label else text
+    merged = f"{previous.text}\n{addition}"
+    merged_tokens = count_tokens(merged)
+    if previous.page != section.page or merged_tokens > budget:
+        return False
+    previous.text, previous.token_count = merged, merged_tokens
+    return True
+
+
+def _pack(section: Section, *, budget: int, count_tokens: Callable[[str], int]) -> list[tuple[str, int]]:
+    units: list[tuple[str, int]] = []
+    for sentence in split_sentences(section.text):
+        units.extend(_split_long(sentence, budget, count_tokens))
+    pieces: list[tuple[str, int]] = []
+    current: list[tuple[str, int]] = []
+    for unit in units:
+        if current and _size([*current, unit]) > budget:
+            pieces.append(_join(current))
+            current = _overlap(current, budget - unit[1])
+        current.append(unit)
+    if current:
+        pieces.append(_join(current))
+    return [(text, count_tokens(text)) for text, _ in pieces]
+
+
+def _split_long(sentence: str, budget: int, count_tokens: Callable[[str], int]) -> list[tuple[str, int]]:
+    tokens = count_tokens(sentence)
+    if tokens <= budget:
+        return [(sentence, tokens)]
+    # A "sentence" longer than the window (a table row, a run-on list): cut at word boundaries.
+    words, parts, current = sentence.split(), [], []  # type: ignore[var-annotated]
+    for word in words:
+        if current and count_tokens(" ".join([*current, word])) > budget:
+            parts.append(" ".join(current))
+            current = []
+        current.append(word)
+    if current:
+        parts.append(" ".join(current))
+    return [(part, count_tokens(part)) for part in parts]
+
+
+def _overlap(units: list[tuple[str, int]], room: int) -> list[tuple[str, int]]:
+    """The last whole sentences of a chunk, up to OVERLAP_TOKENS, to start the next one."""
+    kept: list[tuple[str, int]] = []
+    for unit in reversed(units):
+        if _size([unit, *kept]) > min(OVERLAP_TOKENS, room):
+            break
+        kept.insert(0, unit)
+    return kept
+
+
+def _size(units: list[tuple[str, int]]) -> int:
+    return sum(tokens for _, tokens in units) + len(units)
+
+
+def _join(units: list[tuple[str, int]]) -> tuple[str, int]:
+    return " ".join(text for text, _ in units), _size(units)

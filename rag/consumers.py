@@ -1,0 +1,39 @@
+"""Live ingestion progress for the documents page (policy admins only)."""
+
+from __future__ import annotations
+
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from accounts.roles import MANAGE_DOCUMENTS
+from rag.progress import DOCUMENTS_GROUP, DocumentProgressEvent
+
+
+class DocumentProgressConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        if not await self._may_manage():
+            await self.close(code=4403)
+            return
+        await self.channel_layer.group_add(DOCUMENTS_GROUP, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(DOCUMENTS_GROUP, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        pass  # a one-way feed: the page only listens
+
+    async def document_progress(self, event: DocumentProgressEvent) -> None:
+        # Permission can be withdrawn while the page is open.
+        if not await self._may_manage():
+            await self.close(code=4403)
+            return
+        await self.send(text_data=json.dumps({k: v for k, v in event.items() if k != "type"}))
+
+    async def _may_manage(self) -> bool:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return False
+        return bool(await database_sync_to_async(user.has_perm)(MANAGE_DOCUMENTS))

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from rag.models import Document
+from rag.services import document_create_from_upload, document_ingest
+
+SKIP_NAMES = {".git", "__pycache__", ".DS_Store"}
+
+
+def files_under(paths: list[Path]) -> list[tuple[Path, str]]:
+    """(file, source_path) pairs: source_path is relative to the directory given, or the file name."""
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if not SKIP_NAMES.intersection(file.relative_to(path).parts):
+                    found.append((file, file.relative_to(path).as_posix()))
+        elif path.is_file():
+            found.append((path, path.name))
+        else:
+            raise CommandError(f"{path} does not exist")
+    return found
+
+
+class Command(BaseCommand):
+    help = "Ingest policy documents from files or directories (recursively)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", type=Path)
+        parser.add_argument(
+            "--wait", action="store_true",
+            help="ingest in this process and wait until every document is ready or failed "
+                 "(without it, ingestion is queued for the Celery worker)",
+        )  # fmt: skip
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        wait: bool = options["wait"]
+        failed = 0
+        for file, source_path in files_under(options["paths"]):
+            with file.open("rb") as stream:
+                result = document_create_from_upload(
+                    stream=stream, file_name=file.name, source_path=source_path, enqueue=not wait
+                )
+            document = result.document
+            if not result.created:
+                self.stdout.write(f"unchanged  {source_path} (same content as document {document.pk})")
+                continue
+            if wait and document.status == Document.Status.QUEUED:
+                document = document_ingest(document_id=document.pk)
+            failed += document.status == Document.Status.FAILED
+            line = f"{document.status:10} {source_path}"
+            if document.status == Document.Status.FAILED:
+                line += f": {document.failure_reason}"
+            elif document.status == Document.Status.READY:
+                line += f" ({document.chunks.count()} chunks)"
+            self.stdout.write(line)
+        if failed:
+            raise CommandError(f"{failed} document(s) failed")

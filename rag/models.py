@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384
+SEARCH_CONFIG = "english"
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        READY = "ready"
+        FAILED = "failed"
+        RETIRED = "retired"
+
+    title = models.CharField(max_length=300)
+    source_path = models.CharField(max_length=500, db_index=True)
+    content_hash = models.CharField(max_length=64, unique=True)
+    detected_type = models.CharField(max_length=20, blank=True)
+    size_bytes = models.BigIntegerField()
+    version = models.PositiveIntegerField(default=1)
+    effective_date = models.DateField(null=True, blank=True)
+    lang = models.CharField(max_length=8, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    failure_reason = models.TextField(blank=True)
+    # {"stage": str, "done": int, "total": int, "eta_seconds": float | None}
+    progress = models.JSONField(default=dict, blank=True)
+    file = models.FileField(upload_to="documents/", blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    allowed_groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source_path", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.title} (v{self.version})"
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    heading_path = models.CharField(max_length=1000, blank=True)
+    page = models.PositiveIntegerField(null=True, blank=True)
+    token_count = models.PositiveIntegerField()
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # Headings weigh more than body text in full-text ranking.
+    search_vector = models.GeneratedField(
+        expression=SearchVector("heading_path", weight="A", config=SEARCH_CONFIG)
+        + SearchVector("text", weight="B", config=SEARCH_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        ordering = ["document_id", "ordinal"]
+        constraints = [models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal")]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(name="chunk_search_gin", fields=["search_vector"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"

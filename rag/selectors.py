@@ -1,0 +1,138 @@
+"""Reads: hybrid retrieval and document lists. Access rules live in the SQL, never in Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection, transaction
+from django.db.models import Count, QuerySet
+
+from rag.embedding import get_embedder
+from rag.models import SEARCH_CONFIG, Document
+
+RRF_K = 60  # the constant from Cormack et al.'s reciprocal rank fusion
+CANDIDATES = 40
+Mode = Literal["hybrid", "vector", "text"]
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    chunk_id: int
+    document_id: int
+    title: str
+    source_path: str
+    heading_path: str
+    page: int | None
+    text: str
+    score: float
+    vector_rank: int | None
+    text_rank: int | None
+
+
+# Documents a user may see: ready, and either open to all or shared with one of the user's groups.
+VISIBLE_DOCUMENTS = """
+    SELECT d.id FROM rag_document d
+    WHERE d.status = 'ready'
+      AND (
+        NOT EXISTS (SELECT 1 FROM rag_document_allowed_groups g WHERE g.document_id = d.id)
+        OR EXISTS (
+          SELECT 1 FROM rag_document_allowed_groups g
+          JOIN auth_user_groups ug ON ug.group_id = g.group_id
+          WHERE g.document_id = d.id AND ug.user_id = %(user_id)s
+        )
+      )
+"""
+
+# Only module constants are interpolated; every value from a request is a bound parameter.
+HYBRID_SQL = f"""
+WITH visible AS ({VISIBLE_DOCUMENTS}),
+vector_hits AS (
+    SELECT id, row_number() OVER (ORDER BY distance) AS rank
+    FROM (
+        SELECT c.id, c.embedding <=> %(embedding)s::vector AS distance
+        FROM rag_chunk c
+        WHERE c.document_id IN (SELECT id FROM visible) AND %(use_vector)s
+        ORDER BY c.embedding <=> %(embedding)s::vector
+        LIMIT %(candidates)s
+    ) nearest
+),
+query AS (
+    -- websearch syntax (quotes, OR, -) is honoured; plain words are OR-ed so that a question
+    -- phrased in many words still finds passages that share only some of them.
+    SELECT replace(websearch_to_tsquery('{SEARCH_CONFIG}', %(query)s)::text, ' & ', ' | ')::tsquery AS q
+),
+text_hits AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
+    FROM (
+        SELECT c.id, ts_rank_cd(c.search_vector, query.q, 32) AS score
+        FROM rag_chunk c, query
+        WHERE %(use_text)s AND query.q::text <> '' AND c.search_vector @@ query.q
+          AND c.document_id IN (SELECT id FROM visible)
+        ORDER BY score DESC, c.id
+        LIMIT %(candidates)s
+    ) matched
+),
+fused AS (
+    SELECT COALESCE(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
+           COALESCE(1.0 / ({RRF_K} + v.rank), 0) + COALESCE(1.0 / ({RRF_K} + t.rank), 0) AS score
+    FROM vector_hits v FULL OUTER JOIN text_hits t ON v.id = t.id
+)
+SELECT c.id, c.document_id, d.title, d.source_path, c.heading_path, c.page, c.text,
+       f.score, f.vector_rank, f.text_rank
+FROM fused f
+JOIN rag_chunk c ON c.id = f.id
+JOIN rag_document d ON d.id = c.document_id
+ORDER BY f.score DESC, c.id
+LIMIT %(limit)s
+"""
+
+
+def retrieve(
+    *, query: str, user: AbstractBaseUser | AnonymousUser | None, k: int | None = None, mode: Mode = "hybrid"
+) -> list[RetrievedChunk]:
+    """The k passages that best answer `query` among the documents `user` may see.
+
+    Vector (HNSW cosine) and full-text candidates are fused with reciprocal rank fusion.
+    A user of None or an anonymous user sees only documents open to everyone.
+    """
+    k = k or settings.RETRIEVAL_K
+    embedding = get_embedder().embed_query(query) if mode != "text" else [0.0] * 384
+    user_id = user.pk if user is not None and user.is_authenticated else None
+    params = {
+        "user_id": user_id,
+        "embedding": "[" + ",".join(f"{x:.7f}" for x in embedding) + "]",
+        "query": query,
+        "candidates": max(CANDIDATES, k),
+        "limit": k,
+        "use_vector": mode in ("hybrid", "vector"),
+        "use_text": mode in ("hybrid", "text"),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        # SET LOCAL: scoped to this transaction, so pooled connections keep their defaults.
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(settings.HNSW_EF_SEARCH)])
+        # Keep scanning the graph until enough rows pass the access filter (pgvector >= 0.8).
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        cursor.execute(HYBRID_SQL, params)
+        rows = cursor.fetchall()
+    return [RetrievedChunk(*row) for row in rows]
+
+
+def document_list() -> QuerySet[Document]:
+    return (
+        Document.objects.annotate(chunk_count=Count("chunks"))
+        .select_related("uploaded_by")
+        .order_by("source_path", "-version")
+    )
+
+
+def document_visible_to(*, user: AbstractBaseUser | AnonymousUser, document_id: int) -> Document | None:
+    """The document if `user` may read it (same rule as retrieval), else None."""
+    user_id = user.pk if user.is_authenticated else None
+    visible = Document.objects.raw(
+        VISIBLE_DOCUMENTS.replace("%(user_id)s", "%s") + " AND d.id = %s", [user_id, document_id]
+    )
+    ids = [d.id for d in visible]
+    return Document.objects.filter(pk__in=ids).first()

@@ -1,0 +1,280 @@
+"""Writes for documents: upload, ingestion, versioning, retire, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, Group, User
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+
+from rag.chunking import ChunkDraft, chunk_document
+from rag.embedding import get_embedder
+from rag.models import Chunk, Document
+from rag.parsing import ParsedDocument, ParseError, parse_document
+from rag.progress import EtaClock, progress_event, progress_publish
+
+logger = logging.getLogger(__name__)
+EMBED_BATCH = 64
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    document: Document
+    created: bool
+
+
+def _read_limited(stream: IO[bytes], limit: int) -> bytes | None:
+    """The stream's bytes, or None once it exceeds `limit` (the rest is never read into memory)."""
+    parts, size = [], 0
+    while block := stream.read(1 << 20):
+        size += len(block)
+        if size > limit:
+            return None
+        parts.append(block)
+    return b"".join(parts)
+
+
+@transaction.atomic
+def document_create_from_upload(
+    *,
+    stream: IO[bytes],
+    file_name: str,
+    source_path: str | None = None,
+    uploaded_by: User | AnonymousUser | None = None,
+    allowed_groups: Iterable[Group] = (),
+    enqueue: bool = True,
+) -> UploadResult:
+    """Store an upload and queue its ingestion. The same content twice gives the same document."""
+    source_path = _clean_source_path(source_path or file_name)
+    data = _read_limited(stream, settings.MAX_UPLOAD_BYTES)
+    if data is None:
+        return UploadResult(_failed_upload(file_name, source_path, uploaded_by, _too_large_reason()), True)
+    content_hash = hashlib.sha256(data).hexdigest()
+    existing = Document.objects.filter(content_hash=content_hash).first()
+    if existing is not None:
+        return UploadResult(existing, False)
+    previous = (
+        Document.objects.filter(source_path=source_path)
+        .exclude(status=Document.Status.FAILED)
+        .order_by("-version")
+        .first()
+    )
+    document = Document.objects.create(
+        title=PurePosixPath(file_name).stem,
+        source_path=source_path,
+        content_hash=content_hash,
+        size_bytes=len(data),
+        version=(previous.version + 1) if previous else 1,
+        uploaded_by=_real_user(uploaded_by),
+        progress={"stage": "queued", "done": 0, "total": 0, "eta_seconds": None},
+    )
+    document.file.save(
+        f"{content_hash}{PurePosixPath(file_name).suffix.lower()[:10]}", ContentFile(data), save=True
+    )
+    document.allowed_groups.set(allowed_groups)
+    if enqueue:
+        _enqueue_ingestion(document.pk)
+    return UploadResult(document, True)
+
+
+def _real_user(user: User | AnonymousUser | None) -> User | None:
+    return user if isinstance(user, User) else None
+
+
+def _clean_source_path(path: str) -> str:
+    parts = [p for p in PurePosixPath(path.replace("\\", "/")).parts if p not in ("/", "..", ".")]
+    return "/".join(parts)[:500] or "untitled"
+
+
+def _too_large_reason() -> str:
+    limit_mib = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
+    return f"The file is larger than the upload limit of {limit_mib:.0f} MiB."
+
+
+def _failed_upload(
+    file_name: str, source_path: str, uploaded_by: User | AnonymousUser | None, reason: str
+) -> Document:
+    # Keyed by a hash of the name and reason: the bytes were never read in full, and a
+    # repeated oversized upload should not pile up failed rows.
+    marker = hashlib.sha256(f"rejected:{source_path}:{reason}".encode()).hexdigest()
+    document, _ = Document.objects.get_or_create(
+        content_hash=marker,
+        defaults={
+            "title": PurePosixPath(file_name).stem,
+            "source_path": source_path,
+            "size_bytes": 0,
+            "status": Document.Status.FAILED,
+            "failure_reason": reason,
+            "uploaded_by": _real_user(uploaded_by),
+        },
+    )
+    return document
+
+
+def _enqueue_ingestion(document_id: int) -> None:
+    from rag.tasks import ingest_document
+
+    # Only after commit: a worker must never look for a document that is not there yet.
+    transaction.on_commit(lambda: ingest_document.delay(document_id))
+
+
+def document_reindex(*, document: Document) -> None:
+    if document.status == Document.Status.RETIRED:
+        raise ValueError("a retired document is not re-indexed; upload it again instead")
+    Document.objects.filter(pk=document.pk).update(
+        status=Document.Status.QUEUED, failure_reason="", progress={"stage": "queued", "done": 0, "total": 0}
+    )
+    with transaction.atomic():
+        _enqueue_ingestion(document.pk)
+
+
+def document_retire(*, document: Document) -> None:
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.RETIRED)
+    progress_publish(progress_event(document_id=document.pk, status="retired", stage="retired"))
+
+
+def document_delete(*, document: Document) -> None:
+    file = document.file
+    document.delete()
+    if file and file.name:
+        file.storage.delete(file.name)
+
+
+# --- ingestion -------------------------------------------------------------------------------
+
+
+def release_db_connection() -> None:
+    """Close this thread's connection before slow work, unless a transaction still needs it."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def document_ingest(*, document_id: int) -> Document:
+    """Parse, chunk, embed, and swap in the document's chunks in one transaction (idempotent)."""
+    document = Document.objects.get(pk=document_id)
+    if document.status == Document.Status.RETIRED:
+        return document
+    _set_progress(document, status=Document.Status.PROCESSING, stage="parsing")
+    try:
+        data = document.file.read() if document.file else b""
+        document.file.close()
+        parsed = parse_document(data, document.file.name or document.source_path)
+    except ParseError as exc:
+        return document_mark_failed(document, str(exc))
+    except OSError:
+        return document_mark_failed(document, "The stored file could not be read; upload it again.")
+
+    _apply_metadata(document, parsed)
+    embedder = get_embedder()
+    drafts = chunk_document(parsed, count_tokens=embedder.count_tokens)
+    _set_progress(document, status=Document.Status.PROCESSING, stage="embedding", total=len(drafts))
+    # Embedding takes seconds to minutes: give the connection back meanwhile.
+    release_db_connection()
+    vectors = _embed(document, drafts, parsed.title)
+    _store_chunks(document, drafts, vectors)
+    document.refresh_from_db()
+    return document
+
+
+def _apply_metadata(document: Document, parsed: ParsedDocument) -> None:
+    document.title = parsed.title[:300]
+    document.detected_type = parsed.detected_type
+    document.metadata = parsed.metadata
+    document.effective_date = parsed.effective_date
+    lang = parsed.metadata.get("lang")
+    document.lang = lang if isinstance(lang, str) else ""
+    document.save(
+        update_fields=["title", "detected_type", "metadata", "effective_date", "lang", "updated_at"]
+    )
+
+
+def _embed(document: Document, drafts: list[ChunkDraft], title: str) -> list[list[float]]:
+    embedder = get_embedder()
+    clock = EtaClock()
+    vectors: list[list[float]] = []
+    for start in range(0, len(drafts), EMBED_BATCH):
+        batch = drafts[start : start + EMBED_BATCH]
+        vectors.extend(embedder.embed_documents([d.embedding_text(title) for d in batch]))
+        done = len(vectors)
+        eta = clock.eta(done, len(drafts))
+        progress = {"stage": "embedding", "done": done, "total": len(drafts), "eta_seconds": eta}
+        Document.objects.filter(pk=document.pk).update(progress=progress)
+        release_db_connection()
+        progress_publish(
+            progress_event(
+                document_id=document.pk,
+                status="processing",
+                stage="embedding",
+                done=done,
+                total=len(drafts),
+                eta_seconds=eta,
+            )
+        )
+    return vectors
+
+
+@transaction.atomic
+def _store_chunks(document: Document, drafts: list[ChunkDraft], vectors: list[list[float]]) -> None:
+    locked = Document.objects.select_for_update().get(pk=document.pk)
+    if locked.status == Document.Status.RETIRED:
+        return  # retired while we were embedding: leave it out of retrieval
+    Chunk.objects.filter(document=locked).delete()
+    Chunk.objects.bulk_create(
+        Chunk(
+            document=locked,
+            ordinal=d.ordinal,
+            text=d.text,
+            heading_path=d.heading_path[:1000],
+            page=d.page,
+            token_count=d.token_count,
+            embedding=vector,
+        )
+        for d, vector in zip(drafts, vectors, strict=True)
+    )
+    total = len(drafts)
+    locked.status = Document.Status.READY
+    locked.failure_reason = ""
+    locked.progress = {"stage": "ready", "done": total, "total": total, "eta_seconds": 0}
+    locked.save(update_fields=["status", "failure_reason", "progress", "updated_at"])
+    _supersede_older_versions(locked)
+    transaction.on_commit(
+        lambda: progress_publish(
+            progress_event(document_id=locked.pk, status="ready", stage="ready", done=total, total=total)
+        )
+    )
+
+
+def _supersede_older_versions(document: Document) -> None:
+    """A new version that is ready retires the older ones; their chunks leave retrieval at once."""
+    older = Document.objects.filter(source_path=document.source_path, version__lt=document.version).exclude(
+        status__in=[Document.Status.RETIRED, Document.Status.FAILED]
+    )
+    for old in older:
+        old.status = Document.Status.RETIRED
+        old.save(update_fields=["status", "updated_at"])
+
+
+def _set_progress(document: Document, *, status: str, stage: str, total: int = 0) -> None:
+    document.status = status
+    document.progress = {"stage": stage, "done": 0, "total": total, "eta_seconds": None}
+    document.save(update_fields=["status", "progress", "updated_at"])
+    progress_publish(progress_event(document_id=document.pk, status=status, stage=stage, total=total))
+
+
+def document_mark_failed(document: Document, reason: str) -> Document:
+    document.status = Document.Status.FAILED
+    document.failure_reason = reason
+    document.progress = {"stage": "failed", "done": 0, "total": 0, "eta_seconds": None}
+    document.save(update_fields=["status", "failure_reason", "progress", "updated_at"])
+    logger.info("document %s failed ingestion", document.pk)
+    progress_publish(
+        progress_event(document_id=document.pk, status="failed", stage="failed", failure_reason=reason)
+    )
+    return document

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from rag.models import Document
+from rag.services import document_ingest, document_mark_failed
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+def ingest_document(document_id: int) -> str:
+    """Ingest one document by id. Idempotent: chunks are replaced, never appended."""
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None:
+        return "missing"
+    try:
+        return document_ingest(document_id=document_id).status
+    except SoftTimeLimitExceeded:
+        return document_mark_failed(
+            document, "Ingestion took longer than the time limit; try a smaller file."
+        ).status
+    except Exception:
+        # The worker must survive any one bad document; the admin sees a reason, the log the trace.
+        logger.exception("ingestion of document %s crashed", document_id)
+        return document_mark_failed(
+            document, "Ingestion failed with an internal error; see the worker log."
+        ).status

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from accounts.roles import Role
+from rag.models import Chunk, Document
+from rag.selectors import retrieve
+from rag.services import document_create_from_upload, document_retire
+from rag.tasks import ingest_document
+from tests.conftest import SHARED_DIR
+from tests.rag_helpers import DEMO_CORPUS, ingest_bytes, ingest_demo_corpus
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings: Any, tmp_path: Path) -> Iterator[Path]:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    yield settings.MEDIA_ROOT
+
+
+LEAVE_V1 = b"# Leave\n\n## Annual leave\n\nEmployees receive 20 days of annual leave per year.\n"
+LEAVE_V2 = b"# Leave\n\n## Annual leave\n\nEmployees receive 25 days of annual leave per year.\n"
+
+
+def test_it_ingests_a_document_into_embedded_searchable_chunks() -> None:
+    document = ingest_bytes(LEAVE_V1, "leave.md")
+    assert document.status == Document.Status.READY
+    assert document.detected_type == "markdown" and document.title == "Leave"
+    chunk = document.chunks.get()
+    assert chunk.heading_path == "Annual leave" and chunk.token_count > 5
+    assert len(chunk.embedding) == 384
+    assert Chunk.objects.filter(search_vector="vacation days").count() == 0
+    assert Chunk.objects.filter(search_vector="annual").count() == 1
+    assert document.progress["stage"] == "ready" and document.progress["done"] == 1
+
+
+def test_re_ingesting_leaves_one_set_of_chunks() -> None:
+    document = ingest_bytes((DEMO_CORPUS / "leave-policy.md").read_bytes(), "leave-policy.md")
+    first = list(document.chunks.values_list("ordinal", "text"))
+    ingest_document(document.pk)
+    ingest_document(document.pk)
+    assert list(document.chunks.values_list("ordinal", "text")) == first
+    assert Chunk.objects.filter(document=document).count() == len(first)
+
+
+def test_the_same_content_twice_is_not_a_duplicate() -> None:
+    first = ingest_bytes(LEAVE_V1, "leave.md")
+    again = document_create_from_upload(stream=io.BytesIO(LEAVE_V1), file_name="copy.md", enqueue=False)
+    assert not again.created and again.document.pk == first.pk
+    assert Document.objects.count() == 1
+
+
+def test_a_new_version_supersedes_the_old_one_in_retrieval() -> None:
+    old = ingest_bytes(LEAVE_V1, "leave.md", source_path="policies/leave.md")
+    new = ingest_bytes(LEAVE_V2, "leave.md", source_path="policies/leave.md")
+    old.refresh_from_db()
+    assert (old.status, new.status, new.version) == (Document.Status.RETIRED, Document.Status.READY, 2)
+    texts = [c.text for c in retrieve(query="annual leave days", user=None, k=5)]
+    assert any("25 days" in t for t in texts)
+    assert not any("20 days" in t for t in texts)
+
+
+def test_a_retired_document_leaves_retrieval() -> None:
+    document = ingest_bytes(LEAVE_V1, "leave.md")
+    assert retrieve(query="annual leave", user=None, k=3)
+    document_retire(document=document)
+    assert retrieve(query="annual leave", user=None, k=3) == []
+
+
+def test_restricted_documents_are_filtered_in_the_query(make_user: Callable[..., User]) -> None:
+    finance = Group.objects.create(name="finance")
+    ingest_bytes(
+        b"# Bonus\n\nThe executive bonus pool is 4 percent of profit.\n", "bonus.md", allowed_groups=[finance]
+    )
+    ingest_bytes(LEAVE_V1, "leave.md")
+    outsider = make_user("outsider")
+    insider = make_user("insider")
+    insider.groups.add(finance)
+    assert retrieve(query="executive bonus pool", user=insider, k=5)[0].title == "Bonus"
+    assert all(c.title != "Bonus" for c in retrieve(query="executive bonus pool", user=outsider, k=5))
+    assert all(c.title != "Bonus" for c in retrieve(query="executive bonus pool", user=None, k=5))
+
+
+def test_hybrid_retrieval_finds_the_answering_policy() -> None:
+    ingest_demo_corpus()
+    top = retrieve(query="How many days of annual leave do I get?", user=None, k=3)
+    assert top[0].source_path == "leave-policy.md"
+    assert top[0].vector_rank is not None and top[0].text_rank is not None
+    vi = retrieve(query="Nhân viên được nghỉ phép năm bao nhiêu ngày?", user=None, k=3)
+    assert vi[0].source_path == "chinh-sach-nghi-phep.md"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "reason"),
+    [
+        (b"", "empty.pdf", "empty"),
+        (b"%PDF-1.4\n\x00\x01garbage", "corrupt.pdf", "corrupt"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00", "tool.bin", "Unsupported"),
+    ],
+)
+def test_bad_files_fail_with_a_reason_and_the_worker_survives(data: bytes, name: str, reason: str) -> None:
+    good = ingest_bytes(LEAVE_V1, "leave.md")
+    result = document_create_from_upload(stream=io.BytesIO(data), file_name=name, enqueue=False)
+    status = ingest_document(result.document.pk)  # the Celery task body: returns, never raises
+    result.document.refresh_from_db()
+    assert status == "failed" == result.document.status
+    assert reason in result.document.failure_reason
+    good.refresh_from_db()
+    assert good.status == Document.Status.READY and good.chunks.count() == 1
+
+
+def test_an_oversized_upload_fails_without_being_read_whole(settings: Any) -> None:
+    settings.MAX_UPLOAD_BYTES = 2048
+    result = document_create_from_upload(stream=io.BytesIO(b"x" * 5000), file_name="big.txt", enqueue=False)
+    assert result.document.status == Document.Status.FAILED
+    assert "larger than the upload limit" in result.document.failure_reason
+    assert not result.document.file
+
+
+def test_upload_enqueues_ingestion_only_after_commit(
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    with django_capture_on_commit_callbacks() as callbacks:
+        result = document_create_from_upload(stream=io.BytesIO(LEAVE_V1), file_name="leave.md")
+    assert len(callbacks) == 1
+    assert result.document.status == Document.Status.QUEUED
+
+
+def test_the_ingest_command_walks_directories_and_keeps_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "hr" / "leave.md").write_bytes(LEAVE_V1)
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 document"):
+        call_command("ingest", str(tmp_path), "--wait", stdout=out)
+    assert Document.objects.get(source_path="hr/leave.md").status == Document.Status.READY
+    assert Document.objects.get(source_path="broken.pdf").status == Document.Status.FAILED
+    assert "ready      hr/leave.md" in out.getvalue()
+
+
+def test_real_pdf_and_docx_files_ingest() -> None:
+    files = SHARED_DIR / "corpus" / "files"
+    pdf = ingest_bytes((files / "EFT_Enrollment_Form.pdf").read_bytes(), "EFT_Enrollment_Form.pdf")
+    docx = ingest_bytes((files / "TEMPLATE_Project_README.docx").read_bytes(), "TEMPLATE_Project_README.docx")
+    assert pdf.status == docx.status == Document.Status.READY
+    assert pdf.chunks.filter(page__gte=1).count() == pdf.chunks.count()
+    assert docx.chunks.exclude(heading_path="").exists()
+
+
+def test_evaluate_retrieval_scores_a_golden_set() -> None:
+    ingest_demo_corpus()
+    out = io.StringIO()
+    golden = Path(__file__).parent / "fixtures" / "golden_demo.jsonl"
+    call_command("evaluate_retrieval", str(golden), "--k", "1,5", stdout=out)
+    result = json.loads(out.getvalue())
+    assert result["count"] == 6  # the unanswerable question is skipped
+    assert result["recall@5"] == 1.0 and result["recall@1"] >= 0.8
+    assert set(result["by_lang"]) == {"en", "vi"}
+    assert 0 < result["mrr"] <= 1
+
+
+def test_evaluate_retrieval_rejects_a_malformed_golden_file(tmp_path: Path) -> None:
+    golden = tmp_path / "bad.jsonl"
+    golden.write_text('{"question": "ok", "sources": ["a.md"]}\n{oops}\n')
+    with pytest.raises(CommandError, match=r"bad\.jsonl:2"):
+        call_command("evaluate_retrieval", str(golden))
+
+
+def test_policy_admin_pages_list_and_accept_uploads(make_user: Callable[..., User]) -> None:
+    client = Client()
+    client.force_login(make_user("pat", Role.POLICY_ADMIN))
+    upload = io.BytesIO(LEAVE_V1)
+    upload.name = "leave.md"
+    response = client.post("/documents/upload/", {"files": [upload]})
+    assert response.status_code == 302
+    document = Document.objects.get()
+    assert document.uploaded_by is not None and document.uploaded_by.username == "pat"
+    page = client.get("/documents/")
+    assert b"leave" in page.content
