@@ -15,6 +15,9 @@ from rag.models import SEARCH_CONFIG, Document
 
 RRF_K = 60  # the constant from Cormack et al.'s reciprocal rank fusion
 CANDIDATES = 40
+# Full text is OR-ed over every word of a question, so its ranking is noisier than the
+# vector ranking; it breaks ties and rescues exact terms (form names, acronyms) at half weight.
+TEXT_WEIGHT = 0.5
 Mode = Literal["hybrid", "vector", "text"]
 
 
@@ -77,7 +80,7 @@ text_hits AS (
 ),
 fused AS (
     SELECT COALESCE(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
-           COALESCE(1.0 / ({RRF_K} + v.rank), 0) + COALESCE(1.0 / ({RRF_K} + t.rank), 0) AS score
+           COALESCE(1.0 / ({RRF_K} + v.rank), 0) + {TEXT_WEIGHT} * COALESCE(1.0 / ({RRF_K} + t.rank), 0) AS score
     FROM vector_hits v FULL OUTER JOIN text_hits t ON v.id = t.id
 )
 SELECT c.id, c.document_id, d.title, d.source_path, c.heading_path, c.page, c.text,
