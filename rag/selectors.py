@@ -80,7 +80,8 @@ text_hits AS (
 ),
 fused AS (
     SELECT COALESCE(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
-           COALESCE(1.0 / ({RRF_K} + v.rank), 0) + {TEXT_WEIGHT} * COALESCE(1.0 / ({RRF_K} + t.rank), 0) AS score
+           COALESCE(1.0 / ({RRF_K} + v.rank), 0)
+             + {TEXT_WEIGHT} * COALESCE(1.0 / ({RRF_K} + t.rank), 0) AS score
     FROM vector_hits v FULL OUTER JOIN text_hits t ON v.id = t.id
 )
 SELECT c.id, c.document_id, d.title, d.source_path, c.heading_path, c.page, c.text,
