@@ -10,7 +10,9 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import (
     env_bool,
     env_choice,
+    env_float,
     env_int,
+    env_json,
     env_list,
     env_optional_str,
     env_str,
@@ -18,6 +20,7 @@ from config.env import (
     parse_database_url,
     validate_redis_url,
 )
+from llm.config import BackendDefaults, parse_backends
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(Path(os.environ.get("POLICYDESK_ENV_FILE", str(BASE_DIR / ".env"))))
@@ -105,6 +108,14 @@ DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = validate_redis_url(env_str("REDIS_URL", "redis://127.0.0.1:6379/0"))
+# Shared between processes: rate-limit counters and the LLM gateway's breaker snapshots.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "policydesk",
+    }
+}
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -170,6 +181,22 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 LOCAL_LLM_URL = env_str("LOCAL_LLM_URL", "http://127.0.0.1:8765/v1")
+# The gateway's backends in priority order; global defaults apply where a backend is silent.
+LLM_DEFAULTS = BackendDefaults(
+    connect_timeout=env_float("LLM_CONNECT_TIMEOUT", 2.0, minimum=0.05),
+    first_token_timeout=env_float("LLM_FIRST_TOKEN_TIMEOUT", 30.0, minimum=0.05),
+    idle_timeout=env_float("LLM_IDLE_TIMEOUT", 15.0, minimum=0.05),
+    total_timeout=env_float("LLM_TOTAL_TIMEOUT", 180.0, minimum=0.1),
+    max_concurrency=env_int("LLM_MAX_CONCURRENCY", 8, minimum=1),
+    queue_timeout=env_float("LLM_QUEUE_TIMEOUT", 2.0, minimum=0.0),
+    max_tokens=env_int("LLM_MAX_TOKENS", 512, minimum=1),
+    temperature=env_float("LLM_TEMPERATURE", 0.2, minimum=0.0, maximum=2.0),
+    context_tokens=env_int("LLM_CONTEXT_TOKENS", 4096, minimum=256),
+)
+LLM_BACKENDS = parse_backends(env_json("LLM_BACKENDS", None), defaults=LLM_DEFAULTS, local_url=LOCAL_LLM_URL)
+LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 3, minimum=1)
+LLM_BREAKER_COOLDOWN = env_float("LLM_BREAKER_COOLDOWN", 30.0, minimum=0.1)
+LLM_PROBE_INTERVAL = env_float("LLM_PROBE_INTERVAL", 15.0, minimum=0.0)
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 16 * 1024, minimum=256)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)
@@ -183,5 +210,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs every request line at INFO: noise, and URLs are not ours to log.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }

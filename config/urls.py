@@ -12,5 +12,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("documents/", include("rag.urls")),
     path("audit/", include("audit.urls")),
+    path("llm/", include("llm.urls")),
     path("", include("chat.urls")),
 ]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 
 from accounts.roles import Role
 from accounts.services import user_create
+from tests.llm_servers import LocalLLMProcess
 
 SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
 
@@ -20,3 +21,12 @@ def make_user(db: None) -> Callable[..., User]:
         return user_create(username=username, role=role, password="not-used-pw-123", validate=False)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def local_llm() -> Iterator[LocalLLMProcess]:
+    """The real llama.cpp server with SmolLM2, one per test session (threads = 1)."""
+    server = LocalLLMProcess(threads=1)
+    server.start()
+    yield server
+    server.stop()

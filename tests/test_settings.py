@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -122,3 +123,41 @@ def test_it_refuses_to_start_with_a_malformed_setting() -> None:
     result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50, POLICYDESK_WS_MAX_MESSAGE_BYTES="lots")
     assert result.returncode != 0
     assert "POLICYDESK_WS_MAX_MESSAGE_BYTES='lots' is not an integer" in result.stderr
+
+
+LLM_CONFIG_ERRORS = [
+    ('{"name":"x"}', "must be a non-empty JSON list"),
+    ('[{"kind":"grpc","base_url":"http://a","model":"m"}]', "[0].kind"),
+    ('[{"kind":"openai","model":"m"}]', "[0].base_url: is required"),
+    ('[{"kind":"openai","base_url":"ftp://a","model":"m"}]', "[0].base_url: must be an http(s) URL"),
+    ('[{"kind":"ollama","base_url":"http://a"}]', "[0].model: is required"),
+    (
+        '[{"kind":"local"},{"kind":"openai","base_url":"http://a","model":"m","idle_timeout":-1}]',
+        "[1].idle_timeout",
+    ),
+    ('[{"kind":"local","max_concurrency":2.5}]', "[0].max_concurrency: must be a whole number"),
+    ('[{"kind":"local","temprature":0.1}]', "[0].temprature: unknown field"),
+    ('[{"kind":"local"},{"kind":"local"}]', "[1].name: 'local' is used twice"),
+    (
+        '[{"kind":"openai","base_url":"http://a","model":"m","api_key_env":"NO_SUCH_KEY_VAR"}]',
+        "[0].api_key_env",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), LLM_CONFIG_ERRORS)
+def test_an_invalid_llm_backend_list_names_the_bad_field(raw: str, message: str) -> None:
+    from llm.config import BackendDefaults, parse_backends
+
+    with pytest.raises(ImproperlyConfigured) as error:
+        parse_backends(json.loads(raw), defaults=BackendDefaults(), local_url="http://127.0.0.1:1/v1")
+    assert message in str(error.value)
+
+
+def test_backend_fields_default_to_the_global_settings() -> None:
+    from llm.config import BackendDefaults, parse_backends
+
+    raw = [{"name": "v", "kind": "openai", "base_url": "http://gpu:8000/v1/", "model": "q", "max_tokens": 64}]
+    (backend,) = parse_backends(raw, defaults=BackendDefaults(idle_timeout=7.0), local_url="http://x/v1")
+    assert backend.idle_timeout == 7.0 and backend.max_tokens == 64
+    assert backend.base_url == "http://gpu:8000/v1"

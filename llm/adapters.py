@@ -1,0 +1,206 @@
+"""Wire protocols: OpenAI-compatible SSE (vLLM, llama.cpp, TGI, LM Studio) and Ollama NDJSON.
+
+An adapter turns one HTTP streaming response into `Delta`s and nothing else: timeouts,
+fallback and cancellation live in the gateway, which drives these generators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from llm.config import BackendConfig
+
+
+class BackendError(Exception):
+    """A failure that makes the gateway move on to the next backend; `reason` is a short code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+Message = dict[str, str]
+
+
+def _check_status(response: httpx.Response, body: bytes) -> None:
+    if response.status_code < 400:
+        return
+    snippet = body[:200].decode("utf-8", "replace")
+    if response.status_code == 429:
+        raise BackendError("rate_limited", snippet)
+    if response.status_code == 404:
+        raise BackendError("model_not_found", snippet)
+    if response.status_code >= 500:
+        raise BackendError(f"http_{response.status_code}", snippet)
+    # 400/401/403/422: the request or the key is wrong for this backend; another may accept it.
+    raise BackendError(f"http_{response.status_code}", snippet)
+
+
+def openai_payload(
+    backend: BackendConfig, messages: list[Message], *, continuing: bool, max_tokens: int
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "model": backend.model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
+        "temperature": backend.temperature,
+    }
+    if continuing and backend.continue_final_message:
+        # vLLM's chat template extensions: extend the last assistant message in place.
+        payload["continue_final_message"] = True
+        payload["add_generation_prompt"] = False
+    return payload
+
+
+async def openai_stream(
+    client: httpx.AsyncClient,
+    backend: BackendConfig,
+    messages: list[Message],
+    *,
+    continuing: bool,
+    max_tokens: int,
+) -> AsyncGenerator[Delta, None]:
+    payload = openai_payload(backend, messages, continuing=continuing, max_tokens=max_tokens)
+    headers = {"Accept": "text/event-stream"}
+    if backend.api_key:
+        headers["Authorization"] = f"Bearer {backend.api_key}"
+    async with client.stream("POST", "/chat/completions", json=payload, headers=headers) as response:
+        if response.status_code >= 400:
+            _check_status(response, await response.aread())
+        done = False
+        async for line in response.aiter_lines():
+            if not line or line.startswith(":"):
+                continue  # blank separators and SSE comments (keep-alives)
+            if not line.startswith("data:"):
+                continue  # `event:`/`id:`/`retry:` fields carry nothing we use
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = True
+                break
+            yield _openai_delta(data)
+        if not done:
+            raise BackendError("stream_closed", "the stream ended without [DONE]")
+
+
+def _openai_delta(data: str) -> Delta:
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError:
+        raise BackendError("malformed_stream", data[:120]) from None
+    if not isinstance(event, dict):
+        raise BackendError("malformed_stream", data[:120])
+    if "error" in event:
+        raise BackendError("stream_error", str(event["error"])[:200])
+    usage = event.get("usage") or {}
+    choices = event.get("choices") or []
+    text, finish = "", None
+    if choices:
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise BackendError("malformed_stream", data[:120])
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""  # null, "" or absent on the role-only first chunk
+        finish = choice.get("finish_reason")
+    return Delta(
+        text=text,
+        finish_reason=finish,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+    )
+
+
+async def ollama_stream(
+    client: httpx.AsyncClient,
+    backend: BackendConfig,
+    messages: list[Message],
+    *,
+    continuing: bool,
+    max_tokens: int,
+) -> AsyncGenerator[Delta, None]:
+    payload = {
+        "model": backend.model,
+        "messages": messages,
+        "stream": True,
+        "options": {"temperature": backend.temperature, "num_predict": max_tokens},
+    }
+    async with client.stream("POST", "/api/chat", json=payload) as response:
+        if response.status_code >= 400:
+            _check_status(response, await response.aread())
+        done = False
+        async for line in response.aiter_lines():
+            if not line.strip():
+                continue
+            delta, done = _ollama_delta(line)
+            yield delta
+            if done:
+                break
+        if not done:
+            raise BackendError("stream_closed", "the stream ended before done=true")
+
+
+def _ollama_delta(line: str) -> tuple[Delta, bool]:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        raise BackendError("malformed_stream", line[:120]) from None
+    if not isinstance(event, dict):
+        raise BackendError("malformed_stream", line[:120])
+    if "error" in event:
+        raise BackendError("stream_error", str(event["error"])[:200])
+    message = event.get("message") or {}
+    done = bool(event.get("done"))
+    return (
+        Delta(
+            text=message.get("content") or "",
+            finish_reason=(event.get("done_reason") or "stop") if done else None,
+            prompt_tokens=event.get("prompt_eval_count"),
+            completion_tokens=event.get("eval_count"),
+        ),
+        done,
+    )
+
+
+def stream_for(
+    client: httpx.AsyncClient,
+    backend: BackendConfig,
+    messages: list[Message],
+    *,
+    continuing: bool,
+    max_tokens: int,
+) -> AsyncGenerator[Delta, None]:
+    if backend.wire == "ollama":
+        return ollama_stream(client, backend, messages, continuing=continuing, max_tokens=max_tokens)
+    return openai_stream(client, backend, messages, continuing=continuing, max_tokens=max_tokens)
+
+
+async def list_models(client: httpx.AsyncClient, backend: BackendConfig) -> list[str]:
+    """The health probe: the model list endpoint of each protocol."""
+    headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+    path = "/api/tags" if backend.wire == "ollama" else "/models"
+    response = await client.get(path, headers=headers)
+    _check_status(response, response.content)
+    try:
+        body = response.json()
+    except ValueError:
+        raise BackendError("malformed_response", response.text[:120]) from None
+    items = body.get("models") if backend.wire == "ollama" else body.get("data")
+    if not isinstance(items, list):
+        raise BackendError("malformed_response", "no model list")
+    key = "name" if backend.wire == "ollama" else "id"
+    return [str(item.get(key, "")) for item in items if isinstance(item, dict)]

@@ -1,0 +1,151 @@
+"""Backend configuration for the LLM gateway: `POLICYDESK_LLM_BACKENDS`, validated at start.
+
+Kept free of Django imports beyond ImproperlyConfigured so settings.py can call it while
+it is still being built.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+KINDS = ("openai", "ollama", "local")
+LOCAL_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class BackendDefaults:
+    connect_timeout: float = 2.0
+    first_token_timeout: float = 30.0
+    idle_timeout: float = 15.0
+    total_timeout: float = 180.0
+    max_concurrency: int = 8
+    queue_timeout: float = 2.0
+    max_tokens: int = 512
+    temperature: float = 0.2
+    context_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    name: str
+    kind: str
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    # vLLM continues a partial assistant turn natively; others get a plain instruction.
+    continue_final_message: bool = False
+    connect_timeout: float = 2.0
+    first_token_timeout: float = 30.0
+    idle_timeout: float = 15.0
+    total_timeout: float = 180.0
+    max_concurrency: int = 8
+    queue_timeout: float = 2.0
+    max_tokens: int = 512
+    temperature: float = 0.2
+    context_tokens: int = 4096
+
+    @property
+    def wire(self) -> str:
+        """The protocol spoken: the local runtime is llama.cpp's OpenAI-compatible server."""
+        return "ollama" if self.kind == "ollama" else "openai"
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+_NUMBER_FIELDS = {
+    "connect_timeout": (float, 0.05, 600.0),
+    "first_token_timeout": (float, 0.05, 3600.0),
+    "idle_timeout": (float, 0.05, 3600.0),
+    "total_timeout": (float, 0.1, 7200.0),
+    "max_concurrency": (int, 1, 10_000),
+    "queue_timeout": (float, 0.0, 600.0),
+    "max_tokens": (int, 1, 131_072),
+    "temperature": (float, 0.0, 2.0),
+    "context_tokens": (int, 256, 1_048_576),
+}
+_KNOWN = {f.name for f in fields(BackendConfig)}
+
+
+def _bad(index: int, field: str, problem: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"POLICYDESK_LLM_BACKENDS[{index}].{field}: {problem}")
+
+
+def _number(index: int, field: str, value: Any) -> float | int:
+    kind, low, high = _NUMBER_FIELDS[field]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(index, field, f"must be a number, got {value!r}")
+    if kind is int and not float(value).is_integer():
+        raise _bad(index, field, f"must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise _bad(index, field, f"must be between {low} and {high}, got {value!r}")
+    return kind(value)
+
+
+def _string(index: int, field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(index, field, "must be a non-empty string")
+    return value.strip()
+
+
+def _backend(index: int, raw: Any, defaults: BackendDefaults, local_url: str) -> BackendConfig:
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured(f"POLICYDESK_LLM_BACKENDS[{index}] must be an object")
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise _bad(index, unknown[0], "unknown field")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise _bad(index, "kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+    values: dict[str, Any] = {f: getattr(defaults, f) for f in _NUMBER_FIELDS}
+    values["kind"] = kind
+    values["name"] = _string(index, "name", raw.get("name", kind))
+    if kind == "local":
+        values["base_url"] = raw.get("base_url", local_url)
+        values["model"] = raw.get("model", LOCAL_MODEL)
+    else:
+        for required in ("base_url", "model"):
+            if required not in raw:
+                raise _bad(index, required, "is required")
+        values["base_url"] = raw["base_url"]
+        values["model"] = raw["model"]
+    values["base_url"] = _string(index, "base_url", values["base_url"]).rstrip("/")
+    parts = urlsplit(values["base_url"])
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _bad(index, "base_url", f"must be an http(s) URL, got {values['base_url']!r}")
+    values["model"] = _string(index, "model", values["model"])
+    if "api_key_env" in raw and raw["api_key_env"] is not None:
+        values["api_key_env"] = _string(index, "api_key_env", raw["api_key_env"])
+    if "continue_final_message" in raw:
+        if not isinstance(raw["continue_final_message"], bool):
+            raise _bad(index, "continue_final_message", "must be true or false")
+        values["continue_final_message"] = raw["continue_final_message"]
+    for field in _NUMBER_FIELDS:
+        if field in raw:
+            values[field] = _number(index, field, raw[field])
+    return BackendConfig(**values)
+
+
+def parse_backends(raw: Any, *, defaults: BackendDefaults, local_url: str) -> tuple[BackendConfig, ...]:
+    """Validate the JSON list; the error names the first bad field, e.g. `[1].base_url`."""
+    if raw is None:
+        raw = [{"name": "local", "kind": "local"}]
+    if not isinstance(raw, list) or not raw:
+        raise ImproperlyConfigured("POLICYDESK_LLM_BACKENDS must be a non-empty JSON list")
+    backends = tuple(_backend(i, item, defaults, local_url) for i, item in enumerate(raw))
+    names = [b.name for b in backends]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise _bad(i, "name", f"{name!r} is used twice")
+    for i, backend in enumerate(backends):
+        if backend.api_key_env and backend.api_key_env not in os.environ:
+            raise _bad(i, "api_key_env", f"environment variable {backend.api_key_env} is not set")
+        if backend.first_token_timeout > backend.total_timeout:
+            raise _bad(i, "first_token_timeout", "must not exceed total_timeout")
+    return backends

@@ -1,0 +1,517 @@
+"""The LLM gateway: the one place that talks to runtimes.
+
+Business code asks for a token stream and never learns which runtime answered:
+
+    generation = get_gateway().generate(messages, extractive=fallback_text)
+    async for event in generation.events():   # Token | Handover
+        ...
+    generation.result                          # backend, attempts, tokens, usage
+
+Backends are tried in the configured order. Before the first token a failure moves on
+silently; after tokens reached the caller the answer is *continued* on the next backend
+(never restarted) and a `Handover` event says so. When every backend fails the caller's
+extractive text is streamed instead. Closing the event stream (stop, socket closed)
+closes the upstream HTTP response at once, which makes the runtime stop generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+import httpx
+
+from llm.adapters import BackendError, Message, list_models, stream_for
+from llm.config import BackendConfig
+
+logger = logging.getLogger(__name__)
+
+CONTINUE_INSTRUCTION = (
+    "Your previous answer was cut off. Continue it exactly where it stopped: do not repeat "
+    "anything already written, do not start over, do not comment on the interruption."
+)
+MIN_CONTINUATION_TOKENS = 32
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass
+class Breaker:
+    """Consecutive-failure circuit breaker: open for `cooldown` s, then one trial request."""
+
+    threshold: int
+    cooldown: float
+    failures: int = 0
+    opened_at: float | None = None
+    trial_in_flight: bool = False
+    last_error: str = ""
+
+    @property
+    def state(self) -> BreakerState:
+        if self.opened_at is None:
+            return BreakerState.CLOSED
+        if self.trial_in_flight or time.monotonic() - self.opened_at >= self.cooldown:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == BreakerState.CLOSED:
+            return True
+        if state == BreakerState.HALF_OPEN and not self.trial_in_flight:
+            self.trial_in_flight = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self.failures, self.opened_at, self.trial_in_flight = 0, None, False
+
+    def record_failure(self, reason: str) -> None:
+        self.failures += 1
+        self.last_error = reason
+        if self.trial_in_flight or self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+        self.trial_in_flight = False
+
+    def release_trial(self) -> None:
+        """A trial that ended without a verdict (the caller cancelled) frees the slot."""
+        self.trial_in_flight = False
+
+
+@dataclass
+class Attempt:
+    backend: str
+    outcome: str  # ok | failed | skipped | cancelled
+    reason: str = ""
+    ttft_ms: float | None = None
+    tokens: int = 0
+    duration_ms: float = 0.0
+    continuation: bool = False
+
+
+@dataclass
+class GenerationResult:
+    text: str = ""
+    backend: str | None = None  # the backend that finished the answer, or "extractive"
+    attempts: list[Attempt] = field(default_factory=list)
+    handovers: list[tuple[str, str]] = field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    fallback: bool = False
+    cancelled: bool = False
+
+    def attempts_as_dicts(self) -> list[dict[str, object]]:
+        return [asdict(a) for a in self.attempts]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Handover:
+    from_backend: str
+    to_backend: str
+
+
+class GatewayError(Exception):
+    def __init__(self, message: str, attempts: list[Attempt]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class GatewayBusy(GatewayError):
+    """Every backend's concurrency slots stayed taken for longer than its queue timeout."""
+
+
+class GatewayUnavailable(GatewayError):
+    """Every backend failed and the caller gave no extractive fallback."""
+
+
+@dataclass
+class BackendRuntime:
+    config: BackendConfig
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+    breaker: Breaker
+    in_flight: int = 0
+    healthy: bool | None = None  # None until the first probe
+    models: list[str] = field(default_factory=list)
+    last_probe: float | None = None
+    probe_error: str = ""
+
+
+def _http_failure(exc: httpx.HTTPError) -> BackendError:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return BackendError("connect_timeout", str(exc))
+    if isinstance(exc, httpx.ConnectError):
+        # Refused, reset, DNS failure and TLS handshake errors all surface here.
+        return BackendError("connect_failed", str(exc) or type(exc).__name__)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return BackendError("connection_lost", str(exc) or type(exc).__name__)
+    return BackendError("http_error", f"{type(exc).__name__}: {exc}")
+
+
+def continuation_messages(messages: Sequence[Message], partial: str, backend: BackendConfig) -> list[Message]:
+    with_partial = [*messages, {"role": "assistant", "content": partial}]
+    if backend.continue_final_message:
+        return with_partial
+    return [*with_partial, {"role": "user", "content": CONTINUE_INSTRUCTION}]
+
+
+class RestartTrimmer:
+    """Drops a continuation's verbatim repeat of the partial answer (small models restart).
+
+    Text is held back only while it is still a prefix of what was already sent; the
+    moment it diverges (the normal case, on the first token) it flows through.
+    """
+
+    def __init__(self, partial: str) -> None:
+        self.partial = partial
+        self.buffer = ""
+        self.passing = not partial
+
+    def feed(self, text: str) -> str:
+        if self.passing:
+            return text
+        self.buffer += text
+        if self.partial.startswith(self.buffer):
+            return ""  # still repeating, or too short to tell
+        self.passing = True
+        if self.buffer.startswith(self.partial):
+            return self.buffer[len(self.partial) :]
+        return self.buffer
+
+    def flush(self) -> str:
+        if self.passing:
+            return ""
+        self.passing = True
+        return "" if self.partial.startswith(self.buffer) else self.buffer
+
+
+class Generation:
+    def __init__(
+        self,
+        gateway: Gateway,
+        messages: Sequence[Message],
+        *,
+        extractive: str | None,
+        max_tokens: int | None,
+    ) -> None:
+        self.gateway = gateway
+        self.messages = list(messages)
+        self.extractive = extractive
+        self.max_tokens = max_tokens
+        self.result = GenerationResult()
+        self._started = time.perf_counter()
+
+    def _elapsed_ms(self) -> float:
+        return (time.perf_counter() - self._started) * 1000
+
+    async def events(self) -> AsyncGenerator[Token | Handover, None]:
+        result = self.result
+        last_backend: str | None = None
+        busy_only = True
+        for runtime in self.gateway.runtimes:
+            name = runtime.config.name
+            if not runtime.breaker.allow():
+                result.attempts.append(Attempt(name, "skipped", "circuit_open"))
+                busy_only = False
+                continue
+            if not await self.gateway.acquire(runtime):
+                result.attempts.append(Attempt(name, "skipped", "busy"))
+                if runtime.breaker.trial_in_flight:
+                    runtime.breaker.release_trial()
+                continue
+            busy_only = False
+            try:
+                async for event in self._attempt(runtime, last_backend):
+                    yield event
+            finally:
+                self.gateway.release(runtime)
+            if result.backend is not None:
+                return
+            if result.attempts[-1].tokens:
+                last_backend = name  # only a backend that sent tokens is handed over from
+        if busy_only and not result.text:
+            raise GatewayBusy("every LLM backend is busy", result.attempts)
+        if self.extractive is None:
+            raise GatewayUnavailable("every LLM backend failed", result.attempts)
+        async for event in self._extractive():
+            yield event
+
+    async def _attempt(
+        self, runtime: BackendRuntime, handing_over_from: str | None
+    ) -> AsyncGenerator[Token | Handover, None]:
+        result, backend = self.result, runtime.config
+        continuing = bool(result.text)
+        attempt = Attempt(backend.name, "failed", continuation=continuing)
+        result.attempts.append(attempt)
+        messages = continuation_messages(self.messages, result.text, backend) if continuing else self.messages
+        budget = self.max_tokens or backend.max_tokens
+        if continuing:
+            budget = max(MIN_CONTINUATION_TOKENS, budget - result.completion_tokens)
+        trimmer = RestartTrimmer(result.text if continuing else "")
+        started = time.perf_counter()
+        finished = False
+        try:
+            async with contextlib.aclosing(
+                self._deltas(runtime, messages, continuing, budget, attempt)
+            ) as it:
+                async for text in it:
+                    text = trimmer.feed(text)
+                    if not text:
+                        continue
+                    if attempt.tokens == 0 and continuing and handing_over_from:
+                        result.handovers.append((handing_over_from, backend.name))
+                        yield Handover(handing_over_from, backend.name)
+                    attempt.tokens += 1
+                    result.completion_tokens += 1
+                    if result.ttft_ms is None:
+                        result.ttft_ms = self._elapsed_ms()
+                    result.text += text
+                    yield Token(text)
+            tail = trimmer.flush()
+            if tail:
+                result.text += tail
+                yield Token(tail)
+            finished = True
+            attempt.outcome = "ok"
+            result.backend = backend.name
+            runtime.breaker.record_success()
+        except BackendError as exc:
+            attempt.reason = exc.reason
+            runtime.breaker.record_failure(exc.reason)
+            logger.warning(
+                "llm attempt failed",
+                extra={"backend": backend.name, "reason": exc.reason, "tokens": attempt.tokens},
+            )
+        except (asyncio.CancelledError, GeneratorExit):
+            attempt.outcome, attempt.reason = "cancelled", "caller_stopped"
+            result.cancelled = True
+            runtime.breaker.release_trial()
+            raise
+        finally:
+            attempt.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            if not finished and attempt.outcome == "failed" and not attempt.reason:
+                attempt.reason = "aborted"
+
+    async def _deltas(
+        self,
+        runtime: BackendRuntime,
+        messages: list[Message],
+        continuing: bool,
+        max_tokens: int,
+        attempt: Attempt,
+    ) -> AsyncGenerator[str, None]:
+        """Text deltas of one upstream stream, under first-token, idle and total timeouts."""
+        backend, result = runtime.config, self.result
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + backend.total_timeout
+        stream = stream_for(runtime.client, backend, messages, continuing=continuing, max_tokens=max_tokens)
+        first = True
+        try:
+            while True:
+                wait = backend.first_token_timeout if first else backend.idle_timeout
+                wait = min(wait, deadline - loop.time())
+                if wait <= 0:
+                    raise BackendError("total_timeout", f"{backend.total_timeout}s")
+                try:
+                    async with asyncio.timeout(wait):
+                        delta = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if loop.time() >= deadline - 0.001:
+                        raise BackendError("total_timeout", f"{backend.total_timeout}s") from None
+                    which = "first_token_timeout" if first else "idle_timeout"
+                    raise BackendError(which, f"{wait:.2f}s") from None
+                except httpx.HTTPError as exc:
+                    raise _http_failure(exc) from None
+                if delta.prompt_tokens is not None:
+                    result.prompt_tokens = delta.prompt_tokens
+                if delta.finish_reason:
+                    result.finish_reason = delta.finish_reason
+                if delta.text:
+                    if first:
+                        attempt.ttft_ms = round((loop.time() - started) * 1000, 1)
+                    first = False
+                    yield delta.text
+        finally:
+            await stream.aclose()
+
+    async def _extractive(self) -> AsyncGenerator[Token, None]:
+        result = self.result
+        text = ("\n\n" if result.text else "") + (self.extractive or "")
+        result.backend, result.fallback = "extractive", True
+        # Streamed in word-sized pieces so the client renders it like any other answer.
+        pieces = text.split(" ")
+        for i, piece in enumerate(pieces):
+            chunk = piece if i == len(pieces) - 1 else piece + " "
+            if not chunk:
+                continue
+            result.text += chunk
+            if result.ttft_ms is None:
+                result.ttft_ms = self._elapsed_ms()
+            yield Token(chunk)
+
+
+class Gateway:
+    def __init__(
+        self,
+        backends: Sequence[BackendConfig],
+        *,
+        breaker_failures: int = 3,
+        breaker_cooldown: float = 30.0,
+        probe_interval: float = 0.0,
+    ) -> None:
+        self.runtimes = [
+            BackendRuntime(
+                config=backend,
+                client=httpx.AsyncClient(
+                    base_url=backend.base_url,
+                    # Read timeouts are the gateway's own (first token, idle, total).
+                    timeout=httpx.Timeout(connect=backend.connect_timeout, read=None, write=10.0, pool=None),
+                    limits=httpx.Limits(
+                        max_connections=backend.max_concurrency + 2,
+                        max_keepalive_connections=backend.max_concurrency,
+                    ),
+                ),
+                slots=asyncio.Semaphore(backend.max_concurrency),
+                breaker=Breaker(threshold=breaker_failures, cooldown=breaker_cooldown),
+            )
+            for backend in backends
+        ]
+        self.probe_interval = probe_interval
+        self._probe_task: asyncio.Task[None] | None = None
+
+    def runtime(self, name: str) -> BackendRuntime:
+        return next(r for r in self.runtimes if r.config.name == name)
+
+    def generate(
+        self, messages: Sequence[Message], *, extractive: str | None = None, max_tokens: int | None = None
+    ) -> Generation:
+        self.start_probing()
+        return Generation(self, messages, extractive=extractive, max_tokens=max_tokens)
+
+    async def acquire(self, runtime: BackendRuntime) -> bool:
+        try:
+            async with asyncio.timeout(runtime.config.queue_timeout or None):
+                await runtime.slots.acquire()
+        except TimeoutError:
+            return False
+        runtime.in_flight += 1
+        return True
+
+    def release(self, runtime: BackendRuntime) -> None:
+        runtime.in_flight -= 1
+        runtime.slots.release()
+
+    async def probe(self, runtime: BackendRuntime) -> None:
+        """Health probe: the model list. A failure counts toward the breaker like a request."""
+        try:
+            async with asyncio.timeout(runtime.config.connect_timeout + 3.0):
+                runtime.models = await list_models(runtime.client, runtime.config)
+        except (BackendError, httpx.HTTPError, TimeoutError) as exc:
+            if isinstance(exc, httpx.HTTPError):
+                exc = _http_failure(exc)
+            reason = exc.reason if isinstance(exc, BackendError) else "probe_timeout"
+            runtime.healthy, runtime.probe_error = False, reason
+            if runtime.breaker.state == BreakerState.CLOSED:
+                runtime.breaker.record_failure(f"probe: {reason}")
+        else:
+            runtime.healthy, runtime.probe_error = True, ""
+            if runtime.breaker.state == BreakerState.CLOSED:
+                runtime.breaker.failures = 0
+        runtime.last_probe = time.time()
+
+    async def probe_all(self) -> None:
+        await asyncio.gather(*(self.probe(r) for r in self.runtimes))
+        publish_snapshot(self)
+
+    def start_probing(self) -> None:
+        if self.probe_interval <= 0 or (self._probe_task and not self._probe_task.done()):
+            return
+        self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
+
+    async def _probe_loop(self) -> None:
+        while True:
+            try:
+                await self.probe_all()
+            except Exception:  # a probe must never kill the loop
+                logger.exception("llm health probe failed")
+            await asyncio.sleep(self.probe_interval)
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [
+            {
+                "name": r.config.name,
+                "kind": r.config.kind,
+                "model": r.config.model,
+                "base_url": r.config.base_url,
+                "breaker": r.breaker.state.value,
+                "failures": r.breaker.failures,
+                "last_error": r.breaker.last_error,
+                "healthy": r.healthy,
+                "probe_error": r.probe_error,
+                "models": r.models,
+                "in_flight": r.in_flight,
+                "max_concurrency": r.config.max_concurrency,
+                "last_probe": r.last_probe,
+            }
+            for r in self.runtimes
+        ]
+
+    async def aclose(self) -> None:
+        if self._probe_task:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+        await asyncio.gather(*(r.client.aclose() for r in self.runtimes))
+
+
+SNAPSHOT_KEY = "llm:backends"
+
+
+def publish_snapshot(gateway: Gateway) -> None:
+    """Share breaker/health state with other processes (status page, /readyz)."""
+    from django.core.cache import cache
+
+    try:
+        cache.set(SNAPSHOT_KEY, {"at": time.time(), "backends": gateway.snapshot()}, timeout=300)
+    except Exception:  # Redis down must not break answering; /readyz reports Redis itself
+        logger.warning("could not publish llm backend snapshot")
+
+
+_gateways: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Gateway] = weakref.WeakKeyDictionary()
+
+
+def get_gateway() -> Gateway:
+    """One gateway per event loop: httpx clients and semaphores belong to a loop."""
+    from django.conf import settings
+
+    loop = asyncio.get_running_loop()
+    gateway = _gateways.get(loop)
+    if gateway is None:
+        gateway = Gateway(
+            settings.LLM_BACKENDS,
+            breaker_failures=settings.LLM_BREAKER_FAILURES,
+            breaker_cooldown=settings.LLM_BREAKER_COOLDOWN,
+            probe_interval=settings.LLM_PROBE_INTERVAL,
+        )
+        _gateways[loop] = gateway
+    return gateway
