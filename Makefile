@@ -35,7 +35,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	# The django-stubs plugin imports settings; a fresh clone has no .env, so give it a throwaway key.
-	POLICYDESK_SECRET_KEY=typecheck-only POLICYDESK_ENV_FILE=/dev/null $(VENV)/bin/mypy .
+	POLICYDESK_SECRET_KEY=typecheck-only POLICYDESK_AUDIT_HMAC_KEY=typecheck-only POLICYDESK_ENV_FILE=/dev/null $(VENV)/bin/mypy .
 
 test: $(STAMP) lint typecheck
 	$(PY) -m config.embedded test $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("POLICYDESK_SECRET_KEY", "bench-only")
+os.environ.setdefault("POLICYDESK_AUDIT_HMAC_KEY", "bench-only")
 django.setup()
 
 import httpx  # noqa: E402

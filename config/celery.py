@@ -18,4 +18,8 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.clear_expired_sessions",
         "schedule": crontab(hour=3, minute=17),
     },
+    "purge-expired-audit-events": {
+        "task": "audit.tasks.purge_expired_events",
+        "schedule": crontab(hour=3, minute=41),
+    },
 }

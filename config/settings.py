@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -41,6 +42,18 @@ if _secret_key is None:
 
     _secret_key = get_random_secret_key()
 SECRET_KEY = _secret_key
+
+# Keys pseudonymous user ids, PII placeholder digests and audit checkpoints. Separate from
+# SECRET_KEY so rotating sessions does not orphan the audit trail.
+_audit_key = env_optional_str("AUDIT_HMAC_KEY")
+if _audit_key is None:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "POLICYDESK_AUDIT_HMAC_KEY is required when POLICYDESK_DEBUG is off "
+            "(`make up` writes a random one to .env for local use)"
+        )
+    _audit_key = "debug-only-" + SECRET_KEY
+AUDIT_HMAC_KEY = _audit_key
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -203,13 +216,31 @@ HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)
 EMBEDDER = env_choice("EMBEDDER", "minilm", ("minilm",))
 EMBED_THREADS = env_int("EMBED_THREADS", max(1, os.cpu_count() or 1), minimum=1)
 
+# --- Privacy and audit ----------------------------------------------------------------
+EMPLOYEE_ID_PATTERN = env_str("EMPLOYEE_ID_PATTERN", r"\b(?:EMP|KL)-?\d{5,6}\b")
+try:
+    re.compile(EMPLOYEE_ID_PATTERN)
+except re.error as exc:
+    raise ImproperlyConfigured(f"POLICYDESK_EMPLOYEE_ID_PATTERN is not a valid regex: {exc}") from None
+REDACTION_SCORE_THRESHOLD = env_float("REDACTION_SCORE_THRESHOLD", 0.35, minimum=0.0, maximum=1.0)
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=1)
+
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every handler scrubs PII-shaped text: log calls never carry message text, this is
+    # the last line of defence when one does.
+    "filters": {"redact_pii": {"()": "privacy.logging.RedactingFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_pii"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx logs every request line at INFO: noise, and URLs are not ours to log.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "presidio-analyzer": {"level": "WARNING"},
+    },
 }

@@ -113,14 +113,34 @@ def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off() -> None:
     assert "POLICYDESK_SECRET_KEY is required" in result.stderr
 
 
-def test_it_starts_with_a_secret_key() -> None:
+def test_it_refuses_to_start_without_an_audit_key_when_debug_is_off() -> None:
     result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50)
+    assert result.returncode != 0
+    assert "POLICYDESK_AUDIT_HMAC_KEY is required" in result.stderr
+
+
+def test_it_starts_with_a_secret_key_and_an_audit_key() -> None:
+    result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50, POLICYDESK_AUDIT_HMAC_KEY="a" * 50)
     assert result.returncode == 0, result.stderr
     assert "loaded" in result.stdout
 
 
+def test_it_refuses_a_backend_list_with_a_bad_field_at_start() -> None:
+    result = _load_settings(
+        POLICYDESK_SECRET_KEY="k" * 50,
+        POLICYDESK_AUDIT_HMAC_KEY="a" * 50,
+        POLICYDESK_LLM_BACKENDS='[{"kind":"openai","base_url":"http://gpu:8000/v1"}]',
+    )
+    assert result.returncode != 0
+    assert "POLICYDESK_LLM_BACKENDS[0].model: is required" in result.stderr
+
+
 def test_it_refuses_to_start_with_a_malformed_setting() -> None:
-    result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50, POLICYDESK_WS_MAX_MESSAGE_BYTES="lots")
+    result = _load_settings(
+        POLICYDESK_SECRET_KEY="k" * 50,
+        POLICYDESK_AUDIT_HMAC_KEY="a" * 50,
+        POLICYDESK_WS_MAX_MESSAGE_BYTES="lots",
+    )
     assert result.returncode != 0
     assert "POLICYDESK_WS_MAX_MESSAGE_BYTES='lots' is not an integer" in result.stderr
 

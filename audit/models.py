@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One append-only, hash-chained record. Text fields hold redacted text only.
+
+    The database rejects UPDATE and DELETE (see migration 0002); the only deletion is the
+    retention purge, which leaves a signed `AuditCheckpoint` so the chain stays verifiable.
+    """
+
+    class Kind(models.TextChoices):
+        QUESTION = "question"
+        FEEDBACK = "feedback"
+        AUDITOR_VIEW = "auditor_view"
+        AUDITOR_EXPORT = "auditor_export"
+
+    seq = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    actor = models.CharField(max_length=32, db_index=True, help_text="keyed HMAC of the user id")
+    conversation_id = models.UUIDField(null=True, blank=True)
+    message_id = models.UUIDField(null=True, blank=True, db_index=True)
+    question = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    language = models.CharField(max_length=8, blank=True)
+    pii_counts = models.JSONField(default=dict, blank=True)
+    retrieved = models.JSONField(default=list, blank=True)
+    cited_documents = models.JSONField(default=list, blank=True)
+    backend = models.CharField(max_length=64, blank=True, db_index=True)
+    outcome = models.CharField(max_length=20, blank=True, db_index=True)
+    attempts = models.JSONField(default=list, blank=True)
+    verified = models.BooleanField(null=True)
+    latencies = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.IntegerField(null=True)
+    completion_tokens = models.IntegerField(null=True)
+    feedback = models.SmallIntegerField(null=True)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.seq}"
+
+    @property
+    def pii_total(self) -> int:
+        return sum(int(v) for v in self.pii_counts.values())
+
+
+class AuditCheckpoint(models.Model):
+    """Written by the retention purge: the last purged link, signed with the audit key."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    through_seq = models.BigIntegerField()
+    through_hash = models.CharField(max_length=64)
+    purged = models.IntegerField()
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-through_seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint through #{self.through_seq}"
