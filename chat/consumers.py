@@ -1,8 +1,15 @@
-"""The chat socket: authenticate on connect, re-check permission on every message."""
+"""The chat socket: authenticate on connect, re-check permission on every message.
+
+Contract (README, "WebSocket API"): client sends ask / stop / feedback; server sends
+started, token, handover, citations, done, error. One generation at a time per socket.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -10,12 +17,26 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.roles import ASK_QUESTIONS
+from chat.services import (
+    AskError,
+    CitationsOut,
+    Done,
+    HandoverOut,
+    Started,
+    TokenOut,
+    ask_rate_limited,
+    message_feedback_record,
+    question_answer,
+)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+logger = logging.getLogger(__name__)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    generation: asyncio.Task[None] | None = None
+
     async def connect(self) -> None:
         if not await self._may_ask():
             user = self.scope.get("user")
@@ -23,6 +44,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=code)
             return
         await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self._cancel_generation()  # a closed tab must not keep a GPU busy
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if bytes_data is not None or text_data is None:
@@ -41,15 +65,114 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if not await self._may_ask():
             await self.send_error("forbidden", "You may no longer ask questions.")
+            await self._cancel_generation()
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.handle_message(message)
 
     async def handle_message(self, message: dict[str, Any]) -> None:
-        await self.send_error("bad_request", f"Unknown message type {message['type']!r}.")
+        kind = message["type"]
+        if kind == "ask":
+            await self.on_ask(message)
+        elif kind == "stop":
+            await self._cancel_generation()
+        elif kind == "feedback":
+            await self.on_feedback(message)
+        else:
+            await self.send_error("bad_request", f"Unknown message type {kind!r}.")
+
+    async def on_ask(self, message: dict[str, Any]) -> None:
+        question, conversation_id = message.get("question"), message.get("conversation_id")
+        if not isinstance(question, str) or not (conversation_id is None or isinstance(conversation_id, str)):
+            await self.send_error(
+                "bad_request", "'ask' needs a question string and a conversation_id or null."
+            )
+            return
+        if self.generation is not None and not self.generation.done():
+            await self.send_error("busy", "An answer is still being written. Stop it or wait for it.")
+            return
+        user = self.scope["user"]
+        if await database_sync_to_async(ask_rate_limited)(user_id=user.pk):
+            await self.send_error("rate_limited", "Too many questions in a minute. Please wait a little.")
+            return
+        self.generation = asyncio.create_task(self._answer(question, conversation_id))
+
+    async def _answer(self, question: str, conversation_id: str | None) -> None:
+        try:
+            async for event in question_answer(
+                user=self.scope["user"], question=question, conversation_id=conversation_id
+            ):
+                await self.send_json(self._serialise(event))
+        except AskError as exc:
+            await self.send_error(exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("answering failed")
+            await self.send_error("unavailable", "Something went wrong while answering. Please try again.")
+
+    @staticmethod
+    def _serialise(event: Started | TokenOut | HandoverOut | CitationsOut | Done) -> dict[str, Any]:
+        if isinstance(event, TokenOut):
+            return {"type": "token", "text": event.text}
+        if isinstance(event, Started):
+            return {
+                "type": "started",
+                "conversation_id": event.conversation_id,
+                "message_id": event.message_id,
+            }
+        if isinstance(event, HandoverOut):
+            return {"type": "handover", "from": event.from_backend, "to": event.to_backend}
+        if isinstance(event, CitationsOut):
+            items = [
+                {k: c[k] for k in ("n", "document_id", "title", "heading", "page", "url")}
+                for c in event.items
+            ]
+            return {"type": "citations", "items": items}
+        return {
+            "type": "done",
+            "message_id": event.message_id,
+            "conversation_id": event.conversation_id,
+            "html": event.html,
+            "backend": event.backend,
+            "verified": event.verified,
+            "fallback": event.fallback,
+            "handover": event.handover,
+            "timings": event.timings,
+        }
+
+    async def on_feedback(self, message: dict[str, Any]) -> None:
+        value, message_id, comment = (
+            message.get("value"),
+            message.get("message_id"),
+            message.get("comment", ""),
+        )
+        if not isinstance(message_id, str) or value not in (1, -1) or not isinstance(comment, str):
+            await self.send_error(
+                "bad_request", "'feedback' needs message_id, value 1 or -1, and an optional comment."
+            )
+            return
+        try:
+            await database_sync_to_async(message_feedback_record)(
+                user=self.scope["user"], message_id=message_id, value=value, comment=comment
+            )
+        except AskError as exc:
+            await self.send_error(exc.code, exc.message)
+            return
+        await self.send_json({"type": "feedback_saved", "message_id": message_id})
+
+    async def _cancel_generation(self) -> None:
+        task, self.generation = self.generation, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(content, ensure_ascii=False))
 
     async def send_error(self, code: str, text: str) -> None:
-        await self.send(text_data=json.dumps({"type": "error", "code": code, "message": text}))
+        await self.send_json({"type": "error", "code": code, "message": text})
 
     async def _may_ask(self) -> bool:
         user = self.scope.get("user")

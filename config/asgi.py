@@ -23,3 +23,23 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+def _warm_up() -> None:
+    """Load the redaction and embedding models before the first question, not during it."""
+    import logging
+
+    from privacy.services import redaction_warm_up
+    from rag.embedding import get_embedder
+
+    try:
+        redaction_warm_up()
+        get_embedder().embed_query("warm up")
+    except Exception:  # the first question will load them (and report a failure) instead
+        logging.getLogger(__name__).exception("model warm-up failed")
+
+
+if os.environ.get("POLICYDESK_WARM_UP", "true").lower() not in ("0", "false", "no", "off"):
+    import threading
+
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()

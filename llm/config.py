@@ -15,6 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 KINDS = ("openai", "ollama", "local")
 LOCAL_MODEL = "smollm2-135m-instruct"
+# The CPU runtime reads prompts at ~150 tokens/s per thread: a smaller context keeps the
+# first token within seconds (fewer, shorter passages). Explicit values still win.
+LOCAL_LIMITS = {"context_tokens": 1536, "max_tokens": 256}
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ def _backend(index: int, raw: Any, defaults: BackendDefaults, local_url: str) ->
     values["kind"] = kind
     values["name"] = _string(index, "name", raw.get("name", kind))
     if kind == "local":
+        for field, limit in LOCAL_LIMITS.items():
+            values[field] = min(values[field], limit)
         values["base_url"] = raw.get("base_url", local_url)
         values["model"] = raw.get("model", LOCAL_MODEL)
     else:

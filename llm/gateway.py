@@ -515,3 +515,10 @@ def get_gateway() -> Gateway:
         )
         _gateways[loop] = gateway
     return gateway
+
+
+async def gateway_reset() -> None:
+    """Drop this loop's gateway (settings changed: tests, a reload); the next call rebuilds it."""
+    gateway = _gateways.pop(asyncio.get_running_loop(), None)
+    if gateway is not None:
+        await gateway.aclose()
