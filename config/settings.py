@@ -132,7 +132,13 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "policydesk", "capacity": 1000},
+        "CONFIG": {
+            # redis-py 8 reads with a 5 s socket timeout by default, and channels-redis blocks
+            # in BZPOPMIN for 5 s: an idle socket would time out. Give the read headroom.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": "policydesk",
+            "capacity": 1000,
+        },
     }
 }
 

@@ -246,6 +246,10 @@ def _is_acronym(word: str) -> bool:
     return word.isupper() and len(word) <= 6
 
 
+_ADDRESS_START = re.compile(r"(?:[Qq]uận|[Pp]hường|[Hh]uyện|[Xx]ã|[Đđ]ường|[Pp]hố)\s+(?:\d|[A-ZĐÀ-Ỹ])")
+_HOUSE_NUMBER = re.compile(r"(?:số\s+)?\d{1,5}[A-Z]?(?:/\d{1,4})?,?\s+[A-ZĐÀ-Ỹ]")
+
+
 class VietnameseNerRecognizer(EntityRecognizer):
     """Names from the CRF model; its LOC spans only when they are addresses (a house number
     or an address word before them), so "văn phòng Hà Nội" in a policy question survives."""
@@ -285,4 +289,8 @@ class VietnameseNerRecognizer(EntityRecognizer):
 
     @staticmethod
     def _is_address(text: str, start: int, end: int) -> bool:
-        return any(c.isdigit() for c in text[start:end]) or bool(_ADDRESS_WORDS.search(text[:start]))
+        """An address word before it ("ở phường …"), or a house number then a capitalised name."""
+        span = text[start:end]
+        return bool(
+            _ADDRESS_WORDS.search(text[:start]) or _HOUSE_NUMBER.match(span) or _ADDRESS_START.match(span)
+        )

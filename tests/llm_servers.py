@@ -160,3 +160,44 @@ class LocalLLMProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class RecordingProxy:
+    """A real LLM behind a recorder: forwards each request byte for byte to the llama.cpp
+    server and keeps what it was sent, so a test can prove what reached the model."""
+
+    def __init__(self, upstream_v1: str) -> None:
+        self.upstream = upstream_v1.rstrip("/")
+        self.http = MiniHTTPServer(self.handle)
+        self.bodies: list[bytes] = []
+
+    async def start(self) -> str:
+        await self.http.start()
+        return self.http.url + "/v1"
+
+    async def stop(self) -> None:
+        await self.http.stop()
+
+    async def handle(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.bodies.append(request.body)
+        path = request.path.removeprefix("/v1")
+        async with (
+            httpx.AsyncClient(timeout=120) as client,
+            client.stream(request.method, self.upstream + path, content=request.body or None,
+                          headers={"content-type": "application/json"}) as response,
+        ):  # fmt: skip
+            if response.status_code != 200 or "text/event-stream" not in response.headers.get(
+                "content-type", ""
+            ):
+                await send_json(writer, response.status_code, json.loads(await response.aread()))
+                return
+            await start_chunked(writer, "text/event-stream")
+            async for chunk in response.aiter_raw():
+                await send_chunk(writer, chunk)
+            await end_chunked(writer)
+
+    def recorded_text(self) -> str:
+        """Everything the model was sent, decoded (JSON escapes would hide Vietnamese text)."""
+        return "\n".join(json.dumps(json.loads(b), ensure_ascii=False) for b in self.bodies if b)

@@ -1,0 +1,133 @@
+"""Zero raw PII persisted, end to end: questions full of PII go through the real pipeline
+(real PostgreSQL, real Redis, the real llama.cpp model behind a recording proxy). Then every
+text column of every table, every Redis value, the captured logs and everything the model was
+sent are searched for each raw value."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+
+from llm.config import BackendConfig
+from privacy.logging import RedactingFilter
+from tests.llm_servers import LocalLLMProcess, RecordingProxy
+from tests.rag_helpers import ingest_bytes
+from tests.test_chat import LEAVE_POLICY, ask, backends, socket_for, until
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+TURNS = [
+    "Hi, I'm Maria Gonzalez (maria.gonzalez@gmail.com, +1 415-555-0132). My SSN is 123-45-6789. "
+    "How much annual leave do I get?",
+    "My manager John Smith (employee KL-20431) lives at 42 Baker Street. Can he refuse my leave?",
+]
+VIETNAMESE = (
+    "Tôi là Nguyễn Văn An, số điện thoại 0903 123 456, CCCD 079203001234. Tôi được nghỉ ốm bao nhiêu ngày?"
+)
+FEEDBACK = "Please call Maria Gonzalez on 415-555-0132 about this."
+RENAME = "Leave for Maria Gonzalez"
+RAW_VALUES = [
+    "Maria Gonzalez", "maria.gonzalez@gmail.com", "415-555-0132", "123-45-6789", "John Smith", "KL-20431",
+    "42 Baker Street", "Nguyễn Văn An", "0903 123 456", "079203001234",
+]  # fmt: skip
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """Two views of every log record: raw (what the code logged) and through the PII filter."""
+    raw, filtered = io.StringIO(), io.StringIO()
+    raw_handler, filtered_handler = logging.StreamHandler(raw), logging.StreamHandler(filtered)
+    filtered_handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(raw_handler)
+    root.addHandler(filtered_handler)
+    yield raw, filtered
+    root.removeHandler(raw_handler)
+    root.removeHandler(filtered_handler)
+    root.setLevel(old_level)
+
+
+def _database_hits(value: str) -> list[str]:
+    hits = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT table_name, column_name FROM information_schema.columns
+               WHERE table_schema = 'public'
+                 AND data_type IN ('text', 'character varying', 'json', 'jsonb', 'character')"""
+        )
+        for table, column in cursor.fetchall():
+            cursor.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}"::text LIKE %s', [f"%{value}%"])  # noqa: S608
+            if cursor.fetchone()[0]:
+                hits.append(f"{table}.{column}")
+    return hits
+
+
+def _redis_hits(value: str) -> list[str]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    hits = []
+    for key in client.scan_iter(count=500):
+        kind = client.type(key)
+        blobs = [client.get(key)] if kind == b"string" else []
+        if kind == b"list":
+            blobs = client.lrange(key, 0, -1)
+        elif kind == b"zset":
+            blobs = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+        if any(blob and value.encode() in blob for blob in blobs):
+            hits.append(key.decode(errors="replace"))
+    return hits
+
+
+async def test_no_raw_pii_reaches_the_database_redis_logs_or_the_model(
+    make_user: Callable[..., User],
+    local_llm: LocalLLMProcess,
+    captured_logs: tuple[io.StringIO, io.StringIO],
+) -> None:
+    await sync_to_async(ingest_bytes)(LEAVE_POLICY, "leave-policy.md")
+    user = await sync_to_async(make_user)("maria")
+    proxy = RecordingProxy(local_llm.url)
+    url = await proxy.start()
+    local = BackendConfig(name="local", kind="local", base_url=url, model="smollm2", max_tokens=24)
+    try:
+        async with backends(local), socket_for(user) as ws:
+            await ask(ws, TURNS[0])
+            first = await until(ws, "done", timeout=120)
+            conversation = first[0]["conversation_id"]
+            await ask(ws, TURNS[1], conversation_id=conversation)
+            await until(ws, "done", timeout=120)
+            await ws.send_json_to(
+                {"type": "feedback", "message_id": first[-1]["message_id"], "value": -1, "comment": FEEDBACK}
+            )
+            await until(ws, "feedback_saved")
+            await ask(ws, VIETNAMESE)
+            assert (await until(ws, "done", timeout=120))[-1]["type"] == "done"
+    finally:
+        await proxy.stop()
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    await sync_to_async(client.post)(f"/chat/{conversation}/rename/", {"title": RENAME})
+
+    sent_to_model = proxy.recorded_text()
+    assert "<PERSON_1>" in sent_to_model, "precondition: the model saw placeholders"
+    raw_logs, filtered_logs = (buffer.getvalue() for buffer in captured_logs)
+    leaks = {}
+    for value in RAW_VALUES:
+        where = await sync_to_async(_database_hits)(value)
+        where += [f"redis:{key}" for key in await sync_to_async(_redis_hits)(value)]
+        if value in sent_to_model:
+            where.append("llm request")
+        if value in raw_logs or value in filtered_logs:
+            where.append("logs")
+        if where:
+            leaks[value] = where
+    assert leaks == {}
