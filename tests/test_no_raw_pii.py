@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -78,11 +79,11 @@ def _redis_hits(value: str) -> list[str]:
     hits = []
     for key in client.scan_iter(count=500):
         kind = client.type(key)
-        blobs = [client.get(key)] if kind == b"string" else []
+        blobs: list[Any] = [client.get(key)] if kind == b"string" else []
         if kind == b"list":
-            blobs = client.lrange(key, 0, -1)
+            blobs = list(client.lrange(key, 0, -1))
         elif kind == b"zset":
-            blobs = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+            blobs = list(client.zrange(key, 0, -1))
         if any(blob and value.encode() in blob for blob in blobs):
             hits.append(key.decode(errors="replace"))
     return hits
