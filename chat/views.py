@@ -53,6 +53,8 @@ def chat(request: HttpRequest) -> HttpResponse:
 @require_POST
 @role_required(ASK_QUESTIONS)
 def rename(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    if conversation_get(user=_user(request), conversation_id=str(conversation_id)) is None:
+        raise Http404("No such conversation")
     title = request.POST.get("title", "")
     if title.strip():
         conversation_rename(user=_user(request), conversation_id=conversation_id, title=title)
