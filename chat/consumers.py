@@ -28,6 +28,8 @@ from chat.services import (
     message_feedback_record,
     question_answer,
 )
+from config import metrics
+from config.tracing import new_id, trace_id_var
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -44,8 +46,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=code)
             return
         await self.accept()
+        self.counted = metrics.enabled()
+        if self.counted:
+            metrics.WEBSOCKETS.inc()
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            metrics.WEBSOCKETS.dec()
+            self.counted = False
         await self._cancel_generation()  # a closed tab must not keep a GPU busy
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -98,6 +106,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.generation = asyncio.create_task(self._answer(question, conversation_id))
 
     async def _answer(self, question: str, conversation_id: str | None) -> None:
+        trace_id_var.set(new_id())  # this task's own context: every log line of this question
         try:
             async for event in question_answer(
                 user=self.scope["user"], question=question, conversation_id=conversation_id

@@ -11,6 +11,7 @@ Only redacted text leaves the first step.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -28,12 +29,15 @@ from audit.models import AuditEvent
 from audit.services import audit_event_append, pseudonym
 from chat.models import Conversation, Message
 from chat.prompt import answer_render, citations_check, extractive_answer, prompt_build
+from config import metrics
+from config.tracing import new_id, trace_id_var
 from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, Token, get_gateway
 from privacy.services import Redaction, text_redact, vault_for
 from rag.selectors import RetrievedChunk, retrieve
 from rag.services import release_db_connection
 
 TITLE_CHARS = 80
+logger = logging.getLogger(__name__)
 
 
 class AskError(Exception):
@@ -114,9 +118,21 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
         started = time.perf_counter()
         redaction = text_redact(text=question, vault=vault)
         redaction_ms = _ms(started)
+        logger.info(
+            "question redacted",
+            extra={"language": redaction.language, "pii_counts": redaction.counts, "ms": redaction_ms},
+        )
         started = time.perf_counter()
         passages = retrieve(query=redaction.text, user=user, k=settings.RETRIEVAL_K)
         retrieval_ms = _ms(started)
+        logger.info(
+            "passages retrieved",
+            extra={
+                "passages": len(passages),
+                "chunk_ids": [p.chunk_id for p in passages],
+                "ms": retrieval_ms,
+            },
+        )
         history = [(m.role, m.text) for m in conversation.messages.order_by("-created_at")[:8]][::-1]
         with transaction.atomic():
             Message.objects.create(conversation=conversation, role=Message.Role.USER, text=redaction.text)
@@ -208,7 +224,7 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
             pii = dict(prepared.question.counts)
             for kind, count in (answer.counts if answer else {}).items():
                 pii[kind] = pii.get(kind, 0) + count
-            audit_event_append(
+            event = audit_event_append(
                 kind=AuditEvent.Kind.QUESTION,
                 actor=pseudonym(user_id=user.pk),
                 conversation_id=prepared.conversation_id,
@@ -227,6 +243,16 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
             )
+        logger.info(
+            "answer stored",
+            extra={
+                "outcome": outcome.outcome,
+                "backend": backend,
+                "audit_seq": event.seq,
+                "verified": checked.verified,
+            },
+        )
+        _observe(outcome, timings)
         return Done(
             message_id=prepared.message_id,
             conversation_id=prepared.conversation_id,
@@ -244,6 +270,28 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
         release_db_connection()
 
 
+def _observe(outcome: Outcome, timings: dict[str, float | None]) -> None:
+    if not metrics.enabled():
+        return
+    result = outcome.result
+    metrics.QUESTIONS.labels(outcome.outcome).inc()
+    for stage in ("redaction", "retrieval", "prompt"):
+        value = timings.get(f"{stage}_ms")
+        if value is not None:
+            metrics.STAGE_SECONDS.labels(stage).observe(value / 1000)
+    if timings.get("first_token_ms") is not None:
+        metrics.TIME_TO_FIRST_TOKEN.observe((timings["first_token_ms"] or 0) / 1000)
+    if timings.get("total_ms") is not None:
+        metrics.ANSWER_SECONDS.observe((timings["total_ms"] or 0) / 1000)
+    metrics.TOKENS_STREAMED.inc(result.completion_tokens)
+    for attempt in result.attempts:
+        metrics.LLM_ATTEMPTS.labels(attempt.backend, attempt.outcome).inc()
+    if result.fallback or len([a for a in result.attempts if a.outcome != "skipped"]) > 1:
+        metrics.LLM_FALLBACKS.inc()
+    if result.handovers:
+        metrics.LLM_HANDOVERS.inc()
+
+
 def _context_tokens() -> int:
     return min(b.context_tokens for b in settings.LLM_BACKENDS)
 
@@ -256,6 +304,9 @@ async def question_answer(
     *, user: User, question: str, conversation_id: str | None
 ) -> AsyncGenerator[Event, None]:
     received = time.perf_counter()
+    if not trace_id_var.get():
+        trace_id_var.set(new_id())  # `manage.py ask`; the consumer sets one per question
+    logger.info("question received", extra={"chars": len(question), "conversation_id": conversation_id})
     question = question.strip()
     if not question:
         raise AskError("bad_request", "The question is empty.")

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -234,21 +235,38 @@ REDACTION_SCORE_THRESHOLD = env_float("REDACTION_SCORE_THRESHOLD", 0.35, minimum
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=1)
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "plain"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Every handler scrubs PII-shaped text: log calls never carry message text, this is
-    # the last line of defence when one does.
-    "filters": {"redact_pii": {"()": "privacy.logging.RedactingFilter"}},
+    "formatters": {
+        "json": {"()": "config.logs.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(trace_id)s] %(message)s"},
+    },
+    # PII scrubbing first (the last line of defence), then the trace/request ids.
+    "filters": {
+        "redact_pii": {"()": "privacy.logging.RedactingFilter"},
+        "trace": {"()": "config.logs.TraceFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_pii"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_pii", "trace"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # httpx logs every request line at INFO: noise, and URLs are not ours to log.
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # httpx logs every request line at INFO: noise, and URLs are not ours to log.
         "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         "presidio-analyzer": {"level": "WARNING"},
+        "MARKDOWN": {"level": "WARNING"},
     },
 }
+
+# --- Observability ------------------------------------------------------------------
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# Prometheus scrapes /metrics with "Authorization: Bearer <token>"; staff sessions also work.
+METRICS_TOKEN = env_optional_str("METRICS_TOKEN")

@@ -1,10 +1,89 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import redis
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+
+from llm.services import shared_breaker_states
 
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers. Touches no database or broker on purpose."""
     return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> str:
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        dbname=db["NAME"], user=db.get("USER") or None, password=db.get("PASSWORD") or None,
+        host=db.get("HOST") or None, port=db.get("PORT") or None, connect_timeout=2,
+    ) as conn:  # fmt: skip
+        conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return "ok"
+
+
+def _check_redis() -> str:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    client.ping()
+    return "ok"
+
+
+def _check_llm() -> str:
+    """At least one backend answers its model list (or the extractive fallback is all we have)."""
+    import httpx
+
+    errors = []
+    shared = shared_breaker_states()
+    for backend in settings.LLM_BACKENDS:
+        if shared.get(backend.name, {}).get("breaker") == "open":
+            errors.append(f"{backend.name}: circuit open")
+            continue
+        path = "/api/tags" if backend.wire == "ollama" else "/models"
+        headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+        try:
+            response = httpx.get(backend.base_url + path, headers=headers, timeout=2)
+            if response.status_code == 200:
+                return f"ok ({backend.name})"
+            errors.append(f"{backend.name}: HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            errors.append(f"{backend.name}: {type(exc).__name__}")
+    raise RuntimeError("no healthy LLM backend: " + "; ".join(errors))
+
+
+def _check_embedder() -> str:
+    from rag.embedding import embedder_loaded
+
+    if not embedder_loaded():
+        raise RuntimeError("the embedding model is not loaded yet")
+    return "ok"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "database": _check_database,
+    "redis": _check_redis,
+    "llm": _check_llm,
+    "embedding_model": _check_embedder,
+}
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: every dependency a question needs. 503 until all of them answer."""
+    results: dict[str, Any] = {}
+    ready = True
+    for name, check in CHECKS.items():
+        started = time.perf_counter()
+        try:
+            status, ok = check(), True
+        except Exception as exc:
+            status, ok = f"{type(exc).__name__}: {exc}"[:300], False
+        ready &= ok
+        results[name] = {"ok": ok, "status": status, "ms": round((time.perf_counter() - started) * 1000, 1)}
+    return JsonResponse({"ready": ready, "checks": results}, status=200 if ready else 503)

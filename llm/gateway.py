@@ -292,6 +292,10 @@ class Generation:
             attempt.outcome = "ok"
             result.backend = backend.name
             runtime.breaker.record_success()
+            logger.info(
+                "llm attempt succeeded",
+                extra={"backend": backend.name, "ttft_ms": attempt.ttft_ms, "tokens": attempt.tokens},
+            )
         except BackendError as exc:
             attempt.reason = exc.reason
             runtime.breaker.record_failure(exc.reason)
@@ -306,6 +310,7 @@ class Generation:
             raise
         finally:
             attempt.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            _observe_breaker(runtime)
             if not finished and attempt.outcome == "failed" and not attempt.reason:
                 attempt.reason = "aborted"
 
@@ -368,6 +373,15 @@ class Generation:
             if result.ttft_ms is None:
                 result.ttft_ms = self._elapsed_ms()
             yield Token(chunk)
+
+
+def _observe_breaker(runtime: BackendRuntime) -> None:
+    from config import metrics
+
+    if metrics.enabled():
+        metrics.BREAKER_STATE.labels(runtime.config.name).set(
+            metrics.BREAKER_VALUES[runtime.breaker.state.value]
+        )
 
 
 class Gateway:

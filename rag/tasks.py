@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from config import metrics
 from rag.models import Document
 from rag.services import document_ingest, document_mark_failed
 
@@ -17,15 +19,22 @@ def ingest_document(document_id: int) -> str:
     document = Document.objects.filter(pk=document_id).first()
     if document is None:
         return "missing"
+    started = time.perf_counter()
+    state = "failed"
     try:
-        return document_ingest(document_id=document_id).status
+        state = document_ingest(document_id=document_id).status
+        return state
     except SoftTimeLimitExceeded:
         return document_mark_failed(
             document, "Ingestion took longer than the time limit; try a smaller file."
         ).status
     except Exception:
         # The worker must survive any one bad document; the admin sees a reason, the log the trace.
-        logger.exception("ingestion of document %s crashed", document_id)
+        logger.exception("ingestion crashed", extra={"document_id": document_id})
         return document_mark_failed(
             document, "Ingestion failed with an internal error; see the worker log."
         ).status
+    finally:
+        if metrics.enabled():
+            metrics.INGESTION_JOBS.labels(state).inc()
+            metrics.INGESTION_SECONDS.observe(time.perf_counter() - started)

@@ -117,6 +117,7 @@ async def test_no_raw_pii_reaches_the_database_redis_logs_or_the_model(
     client = Client()
     await sync_to_async(client.force_login)(user)
     await sync_to_async(client.post)(f"/chat/{conversation}/rename/", {"title": RENAME})
+    await sync_to_async(lambda: connection.close())()  # the request thread's connection, before teardown
 
     sent_to_model = proxy.recorded_text()
     assert "<PERSON_1>" in sent_to_model, "precondition: the model saw placeholders"
