@@ -134,7 +134,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return {"type": "handover", "from": event.from_backend, "to": event.to_backend}
         if isinstance(event, CitationsOut):
             items = [
-                {k: c[k] for k in ("n", "document_id", "title", "heading", "page", "url")}
+                {k: c[k] for k in ("n", "document_id", "title", "heading", "page", "url", "cited")}
                 for c in event.items
             ]
             return {"type": "citations", "items": items}

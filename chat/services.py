@@ -163,9 +163,10 @@ def _conversation_for(*, user: User, conversation_id: str | None) -> Conversatio
 
 
 def _citation_items(passages: list[RetrievedChunk], cited: list[int]) -> list[dict[str, Any]]:
+    """Every passage the model was given, numbered as in the prompt; `cited` marks the ones
+    the answer actually cites (the UI shows those first, the rest as "also consulted")."""
     items = []
-    for n in cited:
-        chunk = passages[n - 1]
+    for n, chunk in enumerate(passages, start=1):
         url = (
             reverse("rag:view", args=[chunk.document_id]) + f"?chunk={chunk.chunk_id}#chunk-{chunk.chunk_id}"
         )
@@ -179,9 +180,10 @@ def _citation_items(passages: list[RetrievedChunk], cited: list[int]) -> list[di
                 "page": chunk.page,
                 "url": url,
                 "source_path": chunk.source_path,
+                "cited": n in cited,
             }
         )
-    return items
+    return sorted(items, key=lambda item: (not item["cited"], item["n"]))
 
 
 @dataclass
@@ -234,7 +236,7 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
                 language=prepared.question.language,
                 pii_counts=pii,
                 retrieved=[{"chunk_id": p.chunk_id, "score": round(p.score, 6)} for p in prepared.passages],
-                cited_documents=sorted({c["document_id"] for c in citations}),
+                cited_documents=sorted({c["document_id"] for c in citations if c["cited"]}),
                 backend=backend,
                 outcome=outcome.outcome,
                 attempts=result.attempts_as_dicts(),

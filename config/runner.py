@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +43,11 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         urls = services_up(data_dir=data_dir)
         write_env_file(env_file, urls.as_env())
         env = {**_env_from_file(env_file), **os.environ, "POLICYDESK_ENV_FILE": str(env_file)}
+        # Daphne, the worker and beat write metrics to files here; /metrics adds them up.
+        metrics_dir = data_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         _manage("migrate", "--noinput", env=env)
         _manage("seed_demo", env=env)
         commands = [

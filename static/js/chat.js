@@ -138,10 +138,13 @@ function handle(message) {
 function renderCitations(item, items) {
   if (!items.length) return;
   const list = el("ul", "citations");
+  list.setAttribute("aria-label", t("sources"));
   for (const c of items) {
     const li = el("li");
-    const link = el("a", "chip", `[${c.n}] ${c.title}${c.heading ? " — " + c.heading : ""}`);
+    const label = `[${c.n}] ${c.title}${c.heading ? " — " + c.heading : ""}${c.page ? " (p. " + c.page + ")" : ""}`;
+    const link = el("a", c.cited ? "chip cited" : "chip consulted", label);
     link.href = c.url;
+    if (!c.cited) link.title = t("consulted");
     li.append(link);
     list.append(li);
   }

@@ -37,7 +37,10 @@ class Command(BaseCommand):
                 "conversation_id": done.conversation_id,
                 "message_id": done.message_id,
                 "citations": [
-                    {k: c[k] for k in ("n", "document_id", "title", "heading", "page", "source_path")}
+                    {
+                        k: c[k]
+                        for k in ("n", "document_id", "title", "heading", "page", "source_path", "cited")
+                    }
                     for c in done.citations
                 ],
                 "backend": done.backend,
