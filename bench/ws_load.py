@@ -44,6 +44,8 @@ class Stats:
     tokens: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     answers: int = 0
+    streaming: int = 0  # answers between their first token and done, right now
+    samples: list[int] = field(default_factory=list)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -133,9 +135,11 @@ async def employee(port: int, cookie: str, questions: list[str], stats: Stats, d
                         if first is None:
                             first = time.monotonic()
                             stats.ttft.append(first - sent)
+                            stats.streaming += 1
                     elif message["type"] == "done":
                         stats.answer.append(time.monotonic() - sent)
                         stats.answers += 1
+                        stats.streaming -= first is not None
                         break
                     elif message["type"] == "error":
                         stats.errors[message["code"]] += 1
@@ -202,6 +206,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         peak_rss = 0
         while not all(t.done() for t in tasks):
             peak_rss = max(peak_rss, sum(psutil.Process(pid).memory_info().rss for pid in pids))
+            if time.monotonic() < deadline:
+                stats.samples.append(stats.streaming)
             await asyncio.sleep(0.5)
         elapsed = args.duration + args.ramp
         return {
@@ -210,6 +216,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "duration_s": args.duration,
             "metrics_and_logs": args.metrics,
             "answers": stats.answers,
+            "concurrent_streams": {
+                "mean": round(sum(stats.samples) / max(1, len(stats.samples)), 1),
+                "max": max(stats.samples, default=0),
+            },
             "ttft_ms": {
                 "p50": pct(stats.ttft, 0.5),
                 "p95": pct(stats.ttft, 0.95),

@@ -92,6 +92,18 @@ def parse_document(data: bytes, file_name: str) -> ParsedDocument:
     return parsed
 
 
+# Titles that authoring tools put in a file's metadata by default: they name the tool, not
+# the document, so the document's own heading or its file name is used instead.
+_PLACEHOLDER_TITLES = re.compile(
+    r"^(?:untitled(?: document)?|document\d*|word document|microsoft word( - .*)?|pdf|title|slide \d+|presentation\d*)$",
+    re.IGNORECASE,
+)
+
+
+def _meaningful_title(title: str) -> str:
+    return "" if _PLACEHOLDER_TITLES.match(title.strip()) else title.strip()
+
+
 def _title_from_file_name(file_name: str) -> str:
     stem = PurePath(file_name).stem
     return re.sub(r"[-_]+", " ", stem).strip().capitalize() or "Untitled"
@@ -120,7 +132,7 @@ def _parse_pdf(data: bytes, fallback_title: str) -> ParsedDocument:
             raise ParseError("The PDF is encrypted or password-protected; upload an unprotected copy.")
         pages = [(number, page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)]
         info = reader.metadata
-        title = str(info.title).strip() if info and info.title else ""
+        title = _meaningful_title(str(info.title)) if info and info.title else ""
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
@@ -156,7 +168,7 @@ def _parse_docx(data: bytes, fallback_title: str) -> ParsedDocument:
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ParseError(f"The DOCX is corrupt and cannot be read ({type(exc).__name__}).") from None
     builder = _SectionBuilder()
-    title = (document.core_properties.title or "").strip()
+    title = _meaningful_title(document.core_properties.title or "")
     for block in _docx_blocks(document):
         if isinstance(block, tuple):
             level, text = block

@@ -165,7 +165,7 @@ def document_ingest(*, document_id: int) -> Document:
     try:
         data = document.file.read() if document.file else b""
         document.file.close()
-        parsed = parse_document(data, document.file.name or document.source_path)
+        parsed = parse_document(data, document.source_path or document.file.name or "")
     except ParseError as exc:
         return document_mark_failed(document, str(exc))
     except OSError:

@@ -39,8 +39,9 @@ function applyProgress(update) {
     }
     reason.textContent = update.failure_reason; // textContent: the reason is never parsed as HTML
   }
-  if (update.status === "ready" || update.status === "failed") {
-    setTimeout(() => window.location.reload(), 500); // refresh chunk counts and actions
+  if (update.status === "ready") {
+    const chunks = row.querySelector(".chunk-count");
+    if (chunks) chunks.textContent = String(update.total); // updated in place: no reload steals focus
   }
 }
 

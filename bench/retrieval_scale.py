@@ -1,0 +1,117 @@
+"""Retrieval latency at scale: 100k synthetic chunks in a fresh embedded PostgreSQL.
+
+    .venv/bin/python -m bench.retrieval_scale [--chunks 100000] [--queries 500]
+
+Synthetic chunks reuse real sentences (so full-text search has real words to match) with
+random unit vectors (so the HNSW graph has the right size and shape); the query embedding
+is real. Prints p50/p95/p99 of `retrieve()` (query embedding included), hybrid and per mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sentences() -> list[str]:
+    text = " ".join(p.read_text() for p in sorted((ROOT / "demo_corpus").glob("*.md")))
+    handbook = ROOT.parent / "shared" / "corpus" / "tts-handbook"
+    if handbook.is_dir():
+        text += " ".join(p.read_text() for p in sorted(handbook.rglob("*.md"))[:120])
+    return [s.strip() for s in text.replace("\n", " ").split(". ") if len(s.split()) > 5]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=500)
+    args = parser.parse_args()
+    from config.embedded import temporary_services
+
+    with temporary_services() as urls:
+        os.environ.update(urls.as_env())
+        os.environ.update(
+            {
+                "POLICYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+                "POLICYDESK_AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
+                "POLICYDESK_ENV_FILE": "/dev/null",
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+            }
+        )
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+
+        from rag.selectors import retrieve
+
+        call_command("migrate", verbosity=0)
+        rng = random.Random(7)
+        sentences = _sentences()
+        vectors = np.random.default_rng(7).standard_normal((args.chunks, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX chunk_embedding_hnsw")  # bulk load first, build the graph once
+            per_doc = 400
+            for d in range(args.chunks // per_doc):
+                cursor.execute(
+                    "INSERT INTO rag_document (title, source_path, content_hash, detected_type, size_bytes, version,"
+                    " lang, metadata, status, failure_reason, progress, file, created_at, updated_at)"
+                    " VALUES (%s, %s, %s, 'markdown', 0, 1, 'en', '{}', 'ready', '', '{}', '', now(), now())"
+                    " RETURNING id",
+                    [f"Synthetic {d}", f"synthetic/{d}.md", secrets.token_hex(32)],
+                )
+                document_id = cursor.fetchone()[0]
+                with cursor.copy(
+                    "COPY rag_chunk (document_id, ordinal, text, heading_path, token_count, embedding) FROM STDIN"
+                ) as copy:
+                    for i in range(per_doc):
+                        n = d * per_doc + i
+                        text = " ".join(rng.sample(sentences, 4))
+                        vector = "[" + ",".join(f"{x:.6f}" for x in vectors[n]) + "]"
+                        copy.write_row((document_id, i, text, f"Section {i % 17}", len(text.split()), vector))
+            load_s = time.perf_counter() - started
+            started = time.perf_counter()
+            cursor.execute("SET maintenance_work_mem = '1GB'")
+            cursor.execute(
+                "CREATE INDEX chunk_embedding_hnsw ON rag_chunk USING hnsw (embedding vector_cosine_ops)"
+                " WITH (m = 16, ef_construction = 64)"
+            )
+            cursor.execute("ANALYZE rag_chunk")
+            index_s = time.perf_counter() - started
+        questions = [
+            json.loads(line)["question"]
+            for line in (ROOT / "bench/golden/tts-handbook.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        report: dict[str, object] = {
+            "chunks": args.chunks,
+            "load_s": round(load_s, 1),
+            "hnsw_build_s": round(index_s, 1),
+        }
+        for mode in ("hybrid", "vector", "text"):
+            retrieve(query="warm up", user=None, k=5, mode=mode)
+            timings = []
+            for i in range(args.queries):
+                t = time.perf_counter()
+                retrieve(query=questions[i % len(questions)], user=None, k=5, mode=mode)
+                timings.append((time.perf_counter() - t) * 1000)
+            q = statistics.quantiles(timings, n=100)
+            report[mode] = {"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1)}
+        print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

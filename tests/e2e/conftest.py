@@ -1,0 +1,167 @@
+"""The whole app for browser tests: Daphne + Celery worker on free ports, on the test run's
+PostgreSQL and Redis (its own database), with two real llama.cpp servers as LLM backends
+(the first one is killed in scenario 4). Chromium is Debian's, driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from config.embedded import free_port
+from config.env import parse_database_url
+from tests.llm_servers import LocalLLMProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "e2e-" + secrets.token_urlsafe(12)
+# Plain text keeps markup verbatim (Markdown and HTML parsing drop tags at ingestion), so this
+# passage really carries a <script> and an <img onerror> into pages and answers.
+XSS_DOCUMENT = """Security notice: suspicious attachments
+
+Never open attachments that contain code such as <script>alert("doc-xss")</script> or images like
+<img src=x onerror=alert("img-xss")> from unknown senders. Report suspicious attachments to the
+security team at once.
+"""
+
+
+@dataclass
+class LiveApp:
+    url: str
+    env: dict[str, str]
+    primary: LocalLLMProcess
+    secondary: LocalLLMProcess
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+
+def _fresh_database(env: dict[str, str]) -> str:
+    """A database of its own on the test run's server, so the app never sees pytest's."""
+    base = env["POLICYDESK_DATABASE_URL"]
+    name = "e2e_" + secrets.token_hex(4)
+    db = parse_database_url(base)
+    with psycopg.connect(
+        dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
+        host=db["HOST"] or None, port=db["PORT"] or None, autocommit=True,
+    ) as conn:  # fmt: skip
+        conn.execute(f'CREATE DATABASE "{name}"')
+    path, _, query = base.partition("?")
+    return path.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+
+
+def _wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=3).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the app at {url} never became ready")
+
+
+@pytest.fixture(scope="session")
+def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium chromium-driver)")
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    primary = LocalLLMProcess(threads=1)
+    primary.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    port = free_port()
+    backends = [
+        {"name": "primary", "kind": "openai", "base_url": primary.url, "model": "smollm2", "max_tokens": 96,
+         "context_tokens": 1536, "first_token_timeout": 20, "idle_timeout": 5, "temperature": 0.0},
+        {"name": "secondary", "kind": "openai", "base_url": local_llm.url, "model": "smollm2", "max_tokens": 96,
+         "context_tokens": 1536, "first_token_timeout": 20, "idle_timeout": 5, "temperature": 0.0},
+    ]  # fmt: skip
+    import json
+
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "POLICYDESK_ENV_FILE": "/dev/null",
+            "POLICYDESK_DATABASE_URL": _fresh_database(env),
+            "POLICYDESK_LLM_BACKENDS": json.dumps(backends),
+            "POLICYDESK_LLM_BREAKER_COOLDOWN": "600",
+            "POLICYDESK_CHAT_RATE_LIMIT_PER_MINUTE": "1000",
+            "POLICYDESK_LOG_LEVEL": "WARNING",
+            "POLICYDESK_MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics")),
+        }
+    )
+    app = LiveApp(url=f"http://127.0.0.1:{port}", env=env, primary=primary, secondary=local_llm)
+    try:
+        app.manage("migrate", "--noinput")
+        password_file = tmp_path_factory.mktemp("pw") / "password"
+        password_file.write_text(PASSWORD)
+        for name, role in (("emma", "employee"), ("paul", "policy_admin"), ("aud", "auditor")):
+            app.manage("create_user", name, "--role", role, "--password-file", str(password_file))
+        app.manage("ingest", str(ROOT / "demo_corpus"), "--wait")
+        extra = tmp_path_factory.mktemp("extra") / "security-notice.txt"
+        extra.write_text(XSS_DOCUMENT)
+        app.manage("ingest", str(extra), "--wait")
+        log = (ARTIFACTS / "server.log").open("wb")
+        app.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        app.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingestion,housekeeping",
+                 "--concurrency", "1", "--loglevel", "WARNING", "--pool", "solo"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        _wait_ready(app.url)
+        yield app
+    finally:
+        for process in app.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in app.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        primary.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(live_app: LiveApp) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    args = ["--disable-background-networking", "--disable-dev-shm-usage", "--disable-gpu"]
+    if os.geteuid() == 0:
+        args.append("--no-sandbox")  # Chromium refuses to sandbox as root
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield browser
+        browser.close()

@@ -1,0 +1,246 @@
+"""What the three roles do, in Debian's Chromium, against the whole running app.
+
+The scenarios share one app and run in file order (scenario 4 kills the first LLM backend,
+scenario 6 reads the conversation of scenario 1). Each saves a screenshot to
+test-artifacts/e2e/.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SHARED_DIR
+from tests.e2e.conftest import ARTIFACTS, PASSWORD, LiveApp
+
+pytestmark = [pytest.mark.timeout(240)]
+Page = Any  # playwright.sync_api.Page; imported lazily so collection never needs a browser
+
+QUESTION_WITH_PII = "My name is Maria Gonzalez, phone 0903 123 456. How many days of annual leave do I get?"
+
+
+@pytest.fixture
+def page(browser: Any, live_app: LiveApp) -> Iterator[Page]:
+    context = browser.new_context(base_url=live_app.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    yield page
+    context.close()
+
+
+def login(page: Page, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#main form button[type=submit]")
+    page.wait_for_load_state()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def ask_and_watch(page: Page, question: str, *, timeout: float = 150) -> list[int]:
+    """Send a question; return the streamed answer's length after every DOM change until
+    `done` replaces it (recorded in the page by a MutationObserver, so no token is missed)."""
+    page.wait_for_selector("#send:not([disabled])", timeout=30_000)
+    page.evaluate(
+        """() => {
+          window.__lengths = [];
+          const record = () => {
+            const answer = [...document.querySelectorAll('.msg.assistant')].pop();
+            const text = answer && answer.querySelector('.answer-text');
+            if (text && answer.classList.contains('streaming')) window.__lengths.push(text.textContent.length);
+          };
+          new MutationObserver(record).observe(document.getElementById('messages'),
+            {subtree: true, childList: true, characterData: true});
+        }"""
+    )
+    page.fill("#question", question)
+    page.press("#question", "Enter")
+    page.wait_for_selector(".msg.assistant.streaming", state="attached", timeout=10_000)
+    page.wait_for_selector(".msg.assistant.streaming", state="detached", timeout=timeout * 1000)
+    return list(page.evaluate("() => window.__lengths"))
+
+
+def grew_incrementally(lengths: list[int]) -> bool:
+    distinct = sorted({n for n in lengths if n > 0})
+    return len(distinct) >= 3 and lengths == sorted(lengths)
+
+
+# 1 -------------------------------------------------------------------------------------------
+def test_1_an_employee_asks_in_english_and_opens_a_cited_passage(page: Page) -> None:
+    login(page, "emma")
+    assert page.url.endswith("/chat/")
+    lengths = ask_and_watch(page, QUESTION_WITH_PII)
+    bubble = page.locator(".msg.assistant").last.inner_text()
+    assert grew_incrementally(lengths), f"the answer should grow token by token, saw {lengths[:40]}: {bubble}"
+    answer = page.locator(".msg.assistant").last
+    assert answer.locator(".answer").inner_text().strip()
+    chips = answer.locator(".citations a.chip")
+    assert chips.count() >= 1
+    shot(page, "1-english-answer")
+    titles = [chips.nth(i).inner_text() for i in range(chips.count())]
+    assert any("Leave" in t for t in titles), titles
+    chips.first.click()
+    page.wait_for_selector(".passage.highlighted")
+    assert page.locator(".passage.highlighted").is_visible()
+    shot(page, "1-cited-passage")
+
+
+# 2 -------------------------------------------------------------------------------------------
+def test_2_the_same_in_vietnamese_with_the_ui_in_vietnamese(page: Page) -> None:
+    login(page, "emma")
+    page.select_option("#lang-select", "vi")
+    page.click(".lang-form button[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "vi"
+    assert "Hỏi về chính sách công ty" in page.content()
+    lengths = ask_and_watch(page, "Nhân viên được nghỉ phép năm bao nhiêu ngày?")
+    assert grew_incrementally(lengths), lengths[:40]
+    answer = page.locator(".msg.assistant").last
+    assert answer.locator(".citations a.chip").count() >= 1
+    shot(page, "2-vietnamese-answer")
+
+
+# 3 -------------------------------------------------------------------------------------------
+def test_3_stop_mid_answer_stops_streaming_and_the_ui_is_usable(page: Page) -> None:
+    login(page, "emma")
+    page.wait_for_selector("#send:not([disabled])", timeout=30_000)
+    page.fill("#question", "Explain the whole travel policy in detail, every rule.")
+    page.press("#question", "Enter")
+    answer = page.locator(".msg.assistant").last
+    page.wait_for_function(
+        "() => { const a = [...document.querySelectorAll('.msg.assistant .answer-text')].pop();"
+        " return a && a.textContent.length > 0; }",
+        timeout=120_000,
+    )
+    page.click("#stop")
+    assert "streaming" not in (answer.get_attribute("class") or "")
+    frozen = answer.locator(".answer-text").inner_text()
+    time.sleep(1.5)
+    assert answer.locator(".answer-text").inner_text() == frozen, "no more tokens after stop"
+    assert answer.locator(".banner.info").count() == 1
+    assert page.locator("#send").is_enabled() and page.locator("#stop").is_hidden()
+    page.fill("#question", "still usable")
+    assert page.input_value("#question") == "still usable"
+    shot(page, "3-stopped")
+
+
+# 4 -------------------------------------------------------------------------------------------
+def test_4_the_llm_backend_dies_mid_answer_and_the_answer_still_completes(
+    page: Page, live_app: LiveApp
+) -> None:
+    login(page, "emma")
+    page.wait_for_selector("#send:not([disabled])", timeout=30_000)
+    page.fill("#question", "What does the remote work policy say about equipment and working hours?")
+    page.press("#question", "Enter")
+    page.wait_for_function(
+        "() => { const a = [...document.querySelectorAll('.msg.assistant .answer-text')].pop();"
+        " return a && a.textContent.length > 5; }",
+        timeout=120_000,
+    )
+    assert live_app.primary.proc is not None
+    live_app.primary.proc.send_signal(signal.SIGKILL)  # the runtime dies while streaming
+    answer = page.locator(".msg.assistant").last
+    page.wait_for_function("() => !document.querySelector('.msg.assistant.streaming')", timeout=150_000)
+    banners = " ".join(answer.locator(".banner").all_inner_texts())
+    assert "backup service" in banners or "unavailable" in banners, banners
+    assert answer.locator(".answer").inner_text().strip()
+    shot(page, "4-backend-killed")
+
+
+# 5 -------------------------------------------------------------------------------------------
+def test_5_an_admin_uploads_a_pdf_and_a_docx_and_a_corrupt_file_fails_clearly(
+    page: Page, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "broken-policy.pdf"
+    corrupt.write_bytes(b"%PDF-1.7\nthis is not really a pdf\n%%EOF")
+    login(page, "paul")
+    page.goto("/documents/")
+    files = [
+        str(SHARED_DIR / "corpus" / "files" / "my-form.pdf"),
+        str(SHARED_DIR / "corpus" / "files" / "TEMPLATE_Team_charter.docx"),
+        str(corrupt),
+    ]
+    page.set_input_files("#upload-form input[type=file]", files)
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_load_state()
+    for name in ("my-form.pdf", "TEMPLATE_Team_charter.docx"):
+        row = page.locator("#documents tr", has_text=name)
+        row.locator(".status-ready").wait_for(timeout=120_000)
+    failed = page.locator("#documents tr", has_text="broken-policy.pdf")
+    failed.locator(".status-failed").wait_for(timeout=60_000)
+    assert failed.locator(".failure-reason").inner_text().strip(), "the admin sees why"
+    shot(page, "5-uploads")
+    # The new content is answerable: a question about the team charter finds it.
+    page.goto("/chat/")
+    ask_and_watch(page, "What goes into a team charter?")
+    chips = page.locator(".msg.assistant").last.locator(".citations a.chip").all_inner_texts()
+    assert any("charter" in chip.lower() for chip in chips), chips
+    shot(page, "5-new-content-answered")
+
+
+# 6 -------------------------------------------------------------------------------------------
+def test_6_the_auditor_sees_placeholders_never_the_raw_values(page: Page) -> None:
+    login(page, "aud")
+    assert page.url.endswith("/audit/")
+    html = page.content()
+    assert "Maria Gonzalez" not in html and "0903 123 456" not in html
+    assert "&lt;PERSON_1&gt;" in html and "&lt;PHONE_NUMBER_1&gt;" in html
+    assert "Chain valid" in page.locator("#chain-status").inner_text()
+    with page.expect_download() as download_info:
+        page.click("#export-csv")
+    download = download_info.value
+    exported = Path(download.path()).read_text(encoding="utf-8")
+    assert "<PERSON_1>" in exported and "Maria Gonzalez" not in exported
+    shot(page, "6-audit-log")
+
+
+# 7 -------------------------------------------------------------------------------------------
+def test_7_an_employee_is_refused_the_audit_log_and_the_upload_page(page: Page) -> None:
+    login(page, "emma")
+    for url in ("/audit/", "/documents/"):
+        response = page.goto(url)
+        assert response is not None and response.status == 403
+        assert "Not allowed" in page.content()
+    shot(page, "7-refused")
+
+
+# 8 -------------------------------------------------------------------------------------------
+def test_8_html_in_a_document_and_in_an_answer_renders_inert(page: Page, live_app: LiveApp) -> None:
+    login(page, "emma")
+    # Stall the remaining runtime: the answer becomes the extractive quote of the passage
+    # that carries the <script> and <img onerror> text.
+    runtimes = [
+        llm.proc for llm in (live_app.primary, live_app.secondary) if llm.proc and llm.proc.poll() is None
+    ]
+    for proc in runtimes:
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        ask_and_watch(page, "What should I do with suspicious attachments from unknown senders?")
+    finally:
+        for proc in runtimes:
+            proc.send_signal(signal.SIGCONT)
+    answer = page.locator(".msg.assistant").last
+    # The quoted passage shows its markup as text; none of it became an element.
+    assert '<script>alert("doc-xss")</script>' in answer.locator(".answer").inner_text()
+    assert answer.locator(".answer script, .answer img").count() == 0
+    chips = answer.locator(".citations a.chip")
+    labels = chips.all_inner_texts()
+    shot(page, "8-answer")
+    notice = next((i for i, label in enumerate(labels) if "security notice" in label.lower()), None)
+    assert notice is not None, labels
+    chips.nth(notice).click()
+    page.wait_for_selector(".passage.highlighted")
+    assert "onerror" in page.locator(".passage.highlighted").inner_text()
+    assert page.locator(".passage script, .passage img").count() == 0
+    time.sleep(0.5)
+    assert page.dialogs == [], page.dialogs
+    shot(page, "8-inert-html")
