@@ -205,7 +205,8 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
         answer_text = answer.text if answer else ""
         citations = _citation_items(outcome.passages, checked.cited)
         html = answer_render(text=answer_text, citation_urls={c["n"]: c["url"] for c in citations})
-        backend = result.backend or ""
+        # A stopped or failed answer is still attributed to the backend that was streaming it.
+        backend = result.backend or (result.attempts[-1].backend if result.attempts else "")
         with transaction.atomic():
             conversation = Conversation.objects.select_for_update().get(id=prepared.conversation_id)
             Message.objects.create(

@@ -104,6 +104,7 @@ function handle(message) {
       if (conversationId !== message.conversation_id) {
         conversationId = message.conversation_id;
         history.replaceState(null, "", `?c=${conversationId}`);
+        addToSidebar(conversationId, lastQuestion);
       }
       break;
     case "token":
@@ -133,6 +134,18 @@ function handle(message) {
       break;
     }
   }
+}
+
+function addToSidebar(id, question) {
+  // Shown as typed in this browser; the stored title is the redacted question.
+  const list = document.getElementById("conversation-list");
+  list.querySelectorAll("li.muted").forEach((li) => li.remove());
+  list.querySelectorAll("li.current").forEach((li) => li.classList.remove("current"));
+  const li = el("li", "current");
+  const link = el("a", "", question.length > 60 ? question.slice(0, 60) + "…" : question);
+  link.href = `?c=${id}`;
+  li.append(link);
+  list.prepend(li);
 }
 
 function renderCitations(item, items) {
@@ -187,14 +200,12 @@ function actions() {
   const box = el("div", "msg-actions");
   const copy = el("button", "copy", t("copy"));
   copy.type = "button";
-  const up = el("button", "vote", "👍");
+  const up = el("button", "vote", t("helpful"));
   up.type = "button";
   up.dataset.value = "1";
-  up.setAttribute("aria-label", t("helpful"));
-  const down = el("button", "vote", "👎");
+  const down = el("button", "vote", t("notHelpful"));
   down.type = "button";
   down.dataset.value = "-1";
-  down.setAttribute("aria-label", t("notHelpful"));
   box.append(copy, up, down);
   return box;
 }
