@@ -30,3 +30,9 @@ def local_llm() -> Iterator[LocalLLMProcess]:
     server.start()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: they are the slowest, and their Playwright session must not be open
+    while asyncio tests run."""
+    items.sort(key=lambda item: "/e2e/" in str(item.fspath))

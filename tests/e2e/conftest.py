@@ -82,7 +82,9 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
     raise RuntimeError(f"the app at {url} never became ready")
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, so it must be closed before any asyncio test runs (the e2e tests are ordered last).
+@pytest.fixture(scope="module")
 def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
@@ -154,7 +156,7 @@ def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactor
         primary.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(live_app: LiveApp) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
