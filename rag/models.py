@@ -52,12 +52,16 @@ class Chunk(models.Model):
     ordinal = models.PositiveIntegerField()
     text = models.TextField()
     heading_path = models.CharField(max_length=1000, blank=True)
+    # The document's title, copied so full-text search can weigh it with the headings
+    # (a generated column cannot read another table).
+    document_title = models.CharField(max_length=300, blank=True, default="")
     page = models.PositiveIntegerField(null=True, blank=True)
     token_count = models.PositiveIntegerField()
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
-    # Headings weigh more than body text in full-text ranking.
+    # The title and headings weigh more than body text in full-text ranking.
     search_vector = models.GeneratedField(
-        expression=SearchVector("heading_path", weight="A", config=SEARCH_CONFIG)
+        expression=SearchVector("document_title", weight="A", config=SEARCH_CONFIG)
+        + SearchVector("heading_path", weight="A", config=SEARCH_CONFIG)
         + SearchVector("text", weight="B", config=SEARCH_CONFIG),
         output_field=SearchVectorField(),
         db_persist=True,

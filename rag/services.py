@@ -232,6 +232,7 @@ def _store_chunks(document: Document, drafts: list[ChunkDraft], vectors: list[li
             ordinal=d.ordinal,
             text=d.text,
             heading_path=d.heading_path[:1000],
+            document_title=locked.title[:300],
             page=d.page,
             token_count=d.token_count,
             embedding=vector,
