@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "tts-handbook")
+    parser.add_argument(
+        "--golden", type=Path, default=ROOT / "bench" / "golden" / "tts-handbook.jsonl",
+        help="also score retrieval on the freshly ingested corpus (hybrid, vector, text) and time it",
+    )  # fmt: skip
+    parser.add_argument("--queries", type=int, default=500, help="retrieval latency sample size")
     args = parser.parse_args()
     from config.embedded import temporary_services
 
@@ -53,6 +58,35 @@ def main() -> None:
         call_command("ingest", str(args.corpus), "--wait", verbosity=0)
         wall = time.perf_counter() - started
         chunks = Chunk.objects.count()
+        report = {}
+        if args.golden and args.golden.is_file():
+            import io
+            import statistics
+
+            from rag.selectors import retrieve
+
+            for mode in ("hybrid", "vector", "text"):
+                out = io.StringIO()
+                call_command("evaluate_retrieval", str(args.golden), "--mode", mode, stdout=out)
+                scores = json.loads(out.getvalue().strip().splitlines()[-1])
+                report[f"retrieval_{mode}"] = {
+                    k: scores[k] for k in ("recall@1", "recall@5", "recall@10", "mrr")
+                }
+                report[f"retrieval_{mode}"]["en_recall@5"] = (
+                    scores.get("by_lang", {}).get("en", {}).get("recall@5")
+                )
+            questions = [json.loads(x)["question"] for x in args.golden.read_text().splitlines() if x.strip()]
+            timings = []
+            for i in range(args.queries):
+                t = time.perf_counter()
+                retrieve(query=questions[i % len(questions)], user=None, k=5)
+                timings.append((time.perf_counter() - t) * 1000)
+            q = statistics.quantiles(timings, n=100)
+            report["retrieval_latency_ms"] = {
+                "p50": round(q[49], 1),
+                "p95": round(q[94], 1),
+                "p99": round(q[98], 1),
+            }
         print(
             json.dumps(
                 {
@@ -64,6 +98,7 @@ def main() -> None:
                     "chunks_per_s": round(chunks / wall, 1),
                     "model_load_s": round(model_load_s, 1),
                     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                    **report,
                 }
             )
         )

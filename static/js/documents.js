@@ -23,13 +23,18 @@ function applyProgress(update) {
   row.dataset.status = update.status;
   const badge = row.querySelector(".status");
   badge.className = `status status-${update.status}`;
-  badge.textContent = update.status;
+  const table = document.getElementById("documents");
+  badge.textContent = table.dataset[`label${update.status.charAt(0).toUpperCase()}${update.status.slice(1)}`] || update.status;
   const bar = row.querySelector("progress");
   bar.hidden = !["queued", "processing"].includes(update.status);
   bar.max = Math.max(update.total, 1);
   bar.value = update.done;
-  row.querySelector(".eta").textContent =
-    update.eta_seconds ? `${update.stage} ${update.done}/${update.total}, ~${Math.ceil(update.eta_seconds)} s` : update.stage;
+  const working = ["queued", "processing"].includes(update.status);
+  row.querySelector(".eta").textContent = !working
+    ? ""
+    : update.eta_seconds
+      ? `${update.stage} ${update.done}/${update.total}, ~${Math.ceil(update.eta_seconds)} s`
+      : update.stage;
   let reason = row.querySelector(".failure-reason");
   if (update.failure_reason) {
     if (!reason) {
