@@ -75,13 +75,24 @@ def main() -> None:
                 )
                 document_id = cursor.fetchone()[0]
                 with cursor.copy(
-                    "COPY rag_chunk (document_id, ordinal, text, heading_path, token_count, embedding) FROM STDIN"
+                    "COPY rag_chunk (document_id, ordinal, text, heading_path, document_title, token_count, embedding)"
+                    " FROM STDIN"
                 ) as copy:
                     for i in range(per_doc):
                         n = d * per_doc + i
                         text = " ".join(rng.sample(sentences, 4))
                         vector = "[" + ",".join(f"{x:.6f}" for x in vectors[n]) + "]"
-                        copy.write_row((document_id, i, text, f"Section {i % 17}", len(text.split()), vector))
+                        copy.write_row(
+                            (
+                                document_id,
+                                i,
+                                text,
+                                f"Section {i % 17}",
+                                f"Synthetic {d}",
+                                len(text.split()),
+                                vector,
+                            )
+                        )
             load_s = time.perf_counter() - started
             started = time.perf_counter()
             cursor.execute("SET maintenance_work_mem = '1GB'")
