@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 
 import django
 
@@ -26,15 +25,11 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
+from bench.common import percentiles  # noqa: E402
 from bench.fake_llm import DEFAULT_TEXT, FakeOpenAI  # noqa: E402
 from bench.ws_load import DEFAULT_QUESTIONS  # noqa: E402
 from chat.services import Done, question_answer  # noqa: E402
 from llm.config import BackendConfig  # noqa: E402
-
-
-def pct(values: list[float]) -> dict[str, float]:
-    q = statistics.quantiles(values, n=100)
-    return {"p50": round(q[49], 1), "p95": round(q[94], 1), "p99": round(q[98], 1)}
 
 
 async def run(count: int, local: bool) -> dict[str, object]:
@@ -63,7 +58,7 @@ async def run(count: int, local: bool) -> dict[str, object]:
     return {
         "questions": count,
         "backend": "configured" if local else "fake (fast)",
-        **{key: pct([float(t[key] or 0) for t in timings]) for key in keys},
+        **{key: percentiles([float(t[key] or 0) for t in timings]) for key in keys},
     }
 
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import secrets
-import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import ROOT, golden_questions, retrieval_latency, scratch_django
 
 
 def _sentences() -> list[str]:
@@ -36,27 +33,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
-    from config.embedded import temporary_services
-
-    with temporary_services() as urls:
-        os.environ.update(urls.as_env())
-        os.environ.update(
-            {
-                "POLICYDESK_SECRET_KEY": secrets.token_urlsafe(32),
-                "POLICYDESK_AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
-                "POLICYDESK_ENV_FILE": "/dev/null",
-                "DJANGO_SETTINGS_MODULE": "config.settings",
-            }
-        )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with scratch_django():
         from django.db import connection
 
-        from rag.selectors import retrieve
-
-        call_command("migrate", verbosity=0)
         rng = random.Random(7)
         sentences = _sentences()
         vectors = np.random.default_rng(7).standard_normal((args.chunks, 384)).astype(np.float32)
@@ -102,25 +81,14 @@ def main() -> None:
             )
             cursor.execute("ANALYZE rag_chunk")
             index_s = time.perf_counter() - started
-        questions = [
-            json.loads(line)["question"]
-            for line in (ROOT / "bench/golden/tts-handbook.jsonl").read_text().splitlines()
-            if line.strip()
-        ]
+        questions = golden_questions()
         report: dict[str, object] = {
             "chunks": args.chunks,
             "load_s": round(load_s, 1),
             "hnsw_build_s": round(index_s, 1),
         }
         for mode in ("hybrid", "vector", "text"):
-            retrieve(query="warm up", user=None, k=5, mode=mode)
-            timings = []
-            for i in range(args.queries):
-                t = time.perf_counter()
-                retrieve(query=questions[i % len(questions)], user=None, k=5, mode=mode)
-                timings.append((time.perf_counter() - t) * 1000)
-            q = statistics.quantiles(timings, n=100)
-            report[mode] = {"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1)}
+            report[mode] = retrieval_latency(questions, args.queries, mode)
         print(json.dumps(report))
 
 

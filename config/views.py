@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from llm.services import shared_breaker_states
+from llm.services import backends_status
 
 
 @require_GET
@@ -36,24 +36,12 @@ def _check_redis() -> str:
 
 
 def _check_llm() -> str:
-    """At least one backend answers its model list (or the extractive fallback is all we have)."""
-    import httpx
-
+    """At least one backend answers its model list and its circuit is not open."""
     errors = []
-    shared = shared_breaker_states()
-    for backend in settings.LLM_BACKENDS:
-        if shared.get(backend.name, {}).get("breaker") == "open":
-            errors.append(f"{backend.name}: circuit open")
-            continue
-        path = "/api/tags" if backend.wire == "ollama" else "/models"
-        headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
-        try:
-            response = httpx.get(backend.base_url + path, headers=headers, timeout=2)
-            if response.status_code == 200:
-                return f"ok ({backend.name})"
-            errors.append(f"{backend.name}: HTTP {response.status_code}")
-        except httpx.HTTPError as exc:
-            errors.append(f"{backend.name}: {type(exc).__name__}")
+    for row in backends_status(timeout=2.0):  # within the orchestrator's probe timeout
+        if row["healthy"] and row["breaker"] != "open":
+            return f"ok ({row['name']})"
+        errors.append(f"{row['name']}: {'circuit open' if row['healthy'] else row['probe_error']}")
     raise RuntimeError("no healthy LLM backend: " + "; ".join(errors))
 
 

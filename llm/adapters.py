@@ -98,7 +98,8 @@ async def openai_stream(
             raise BackendError("stream_closed", "the stream ended without [DONE]")
 
 
-def _openai_delta(data: str) -> Delta:
+def _decode_event(data: str) -> dict[str, Any]:
+    """One JSON object of a stream (SSE data line or NDJSON line); an error object fails it."""
     try:
         event = json.loads(data)
     except json.JSONDecodeError:
@@ -107,6 +108,11 @@ def _openai_delta(data: str) -> Delta:
         raise BackendError("malformed_stream", data[:120])
     if "error" in event:
         raise BackendError("stream_error", str(event["error"])[:200])
+    return event
+
+
+def _openai_delta(data: str) -> Delta:
+    event = _decode_event(data)
     usage = event.get("usage") or {}
     choices = event.get("choices") or []
     text, finish = "", None
@@ -155,14 +161,7 @@ async def ollama_stream(
 
 
 def _ollama_delta(line: str) -> tuple[Delta, bool]:
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        raise BackendError("malformed_stream", line[:120]) from None
-    if not isinstance(event, dict):
-        raise BackendError("malformed_stream", line[:120])
-    if "error" in event:
-        raise BackendError("stream_error", str(event["error"])[:200])
+    event = _decode_event(line)
     message = event.get("message") or {}
     done = bool(event.get("done"))
     return (

@@ -33,8 +33,9 @@ class BackendDefaults:
     context_tokens: int = 4096
 
 
-@dataclass(frozen=True)
-class BackendConfig:
+# The tunables come from BackendDefaults; keyword-only so the required fields may follow them.
+@dataclass(frozen=True, kw_only=True)
+class BackendConfig(BackendDefaults):
     name: str
     kind: str
     base_url: str
@@ -42,15 +43,6 @@ class BackendConfig:
     api_key_env: str | None = None
     # vLLM continues a partial assistant turn natively; others get a plain instruction.
     continue_final_message: bool = False
-    connect_timeout: float = 2.0
-    first_token_timeout: float = 30.0
-    idle_timeout: float = 15.0
-    total_timeout: float = 180.0
-    max_concurrency: int = 8
-    queue_timeout: float = 2.0
-    max_tokens: int = 512
-    temperature: float = 0.2
-    context_tokens: int = 4096
 
     @property
     def wire(self) -> str:

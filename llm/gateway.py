@@ -435,10 +435,10 @@ class Gateway:
         runtime.in_flight -= 1
         runtime.slots.release()
 
-    async def probe(self, runtime: BackendRuntime) -> None:
+    async def probe(self, runtime: BackendRuntime, *, timeout: float | None = None) -> None:
         """Health probe: the model list. A failure counts toward the breaker like a request."""
         try:
-            async with asyncio.timeout(runtime.config.connect_timeout + 3.0):
+            async with asyncio.timeout(timeout or runtime.config.connect_timeout + 3.0):
                 runtime.models = await list_models(runtime.client, runtime.config)
         except (BackendError, httpx.HTTPError, TimeoutError) as exc:
             if isinstance(exc, httpx.HTTPError):

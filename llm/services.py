@@ -11,10 +11,10 @@ from django.core.cache import cache
 from llm.gateway import SNAPSHOT_KEY, Gateway
 
 
-async def _probe() -> list[dict[str, Any]]:
+async def _probe(timeout: float | None) -> list[dict[str, Any]]:
     gateway = Gateway(settings.LLM_BACKENDS, probe_interval=0)
     try:
-        await asyncio.gather(*(gateway.probe(r) for r in gateway.runtimes))
+        await asyncio.gather(*(gateway.probe(r, timeout=timeout) for r in gateway.runtimes))
         return gateway.snapshot()
     finally:
         await gateway.aclose()
@@ -29,9 +29,10 @@ def shared_breaker_states() -> dict[str, dict[str, Any]]:
     return {b["name"]: b for b in snapshot.get("backends", [])}
 
 
-def backends_status() -> list[dict[str, Any]]:
-    """Probe every backend now (model list) and add the serving processes' breaker state."""
-    live = asyncio.run(_probe())
+def backends_status(*, timeout: float | None = None) -> list[dict[str, Any]]:
+    """Probe every backend now (model list, in parallel, each within `timeout` s or its own
+    connect timeout + 3 s) and add the serving processes' breaker state."""
+    live = asyncio.run(_probe(timeout))
     shared = shared_breaker_states()
     for row in live:
         served = shared.get(str(row["name"]))

@@ -90,6 +90,8 @@ class Redaction:
     language: str
     counts: dict[str, int]
     latency_ms: float
+    # Where the replaced values were in the original text (positions only, never the values).
+    spans: tuple[tuple[int, int], ...] = ()
 
     @property
     def found(self) -> int:
@@ -230,6 +232,7 @@ def text_redact(
         language=language,
         counts=dict(counts),
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        spans=tuple((span.start, span.end) for span in spans),
     )
 
 
