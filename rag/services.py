@@ -178,7 +178,8 @@ def document_ingest(*, document_id: int) -> Document:
     # Embedding takes seconds to minutes: give the connection back meanwhile.
     release_db_connection()
     vectors = _embed(document, drafts, parsed.title)
-    _store_chunks(document, drafts, vectors)
+    title_vector = embedder.embed_query(parsed.title)
+    _store_chunks(document, drafts, vectors, title_vector)
     document.refresh_from_db()
     return document
 
@@ -221,7 +222,9 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str) -> list[lis
 
 
 @transaction.atomic
-def _store_chunks(document: Document, drafts: list[ChunkDraft], vectors: list[list[float]]) -> None:
+def _store_chunks(
+    document: Document, drafts: list[ChunkDraft], vectors: list[list[float]], title_vector: list[float]
+) -> None:
     locked = Document.objects.select_for_update().get(pk=document.pk)
     if locked.status == Document.Status.RETIRED:
         return  # retired while we were embedding: leave it out of retrieval
@@ -242,8 +245,9 @@ def _store_chunks(document: Document, drafts: list[ChunkDraft], vectors: list[li
     total = len(drafts)
     locked.status = Document.Status.READY
     locked.failure_reason = ""
+    locked.title_embedding = title_vector
     locked.progress = {"stage": "ready", "done": total, "total": total, "eta_seconds": 0}
-    locked.save(update_fields=["status", "failure_reason", "progress", "updated_at"])
+    locked.save(update_fields=["status", "failure_reason", "title_embedding", "progress", "updated_at"])
     _supersede_older_versions(locked)
     transaction.on_commit(
         lambda: progress_publish(

@@ -187,3 +187,29 @@ def test_policy_admin_pages_list_and_accept_uploads(make_user: Callable[..., Use
     assert document.uploaded_by is not None and document.uploaded_by.username == "pat"
     page = client.get("/documents/")
     assert b"leave" in page.content
+
+
+def test_a_document_whose_title_answers_the_question_ranks_first() -> None:
+    # The page's body never says "open source"; the blog post says everything but.
+    ingest_bytes(
+        b"# Open source\n\n## Licensing\n\nRepositories we create are public by default and dedicated "
+        b"to the public domain. Ask the legal team before making an exception for a private repository. "
+        b"Contributions from outside the agency are welcome through pull requests.\n",
+        "open-source.md",
+    )
+    ingest_bytes(
+        b"# Blogging\n\n## Writing about our work\n\nShould you write about the code we write? Yes: posts "
+        b"about code we write are published on the team blog after review. Should a post name a partner "
+        b"agency, get their approval before it is published.\n",
+        "blogging.md",
+    )
+    # Pages whose titles are near the question and whose bodies are not.
+    for title in ("Source code", "Publishing", "Writing code", "Software", "Code"):
+        body = f"# {title}\n\nThe cafeteria on the second floor is open from eight until three.\n"
+        ingest_bytes(body.encode(), f"{title}.md")
+    question = "Should code we write be published as open source?"
+
+    assert retrieve(query=question, user=None, k=1, mode="vector")[0].title == "Blogging"
+    assert retrieve(query=question, user=None, k=1, mode="text")[0].title == "Blogging"
+    assert retrieve(query=question, user=None, k=1)[0].title == "Open source"
+    assert Document.objects.filter(title_embedding__isnull=True).count() == 0
