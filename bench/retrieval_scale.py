@@ -47,10 +47,16 @@ def main() -> None:
             for d in range(args.chunks // per_doc):
                 cursor.execute(
                     "INSERT INTO rag_document (title, source_path, content_hash, detected_type, size_bytes, version,"
-                    " lang, metadata, status, failure_reason, progress, file, created_at, updated_at)"
-                    " VALUES (%s, %s, %s, 'markdown', 0, 1, 'en', '{}', 'ready', '', '{}', '', now(), now())"
+                    " lang, metadata, status, failure_reason, progress, file, created_at, updated_at,"
+                    " title_embedding)"
+                    " VALUES (%s, %s, %s, 'markdown', 0, 1, 'en', '{}', 'ready', '', '{}', '', now(), now(), %s)"
                     " RETURNING id",
-                    [f"Synthetic {d}", f"synthetic/{d}.md", secrets.token_hex(32)],
+                    [
+                        f"Synthetic {d}",
+                        f"synthetic/{d}.md",
+                        secrets.token_hex(32),
+                        "[" + ",".join(f"{x:.6f}" for x in vectors[d]) + "]",  # a title vector
+                    ],
                 )
                 document_id = cursor.fetchone()[0]
                 with cursor.copy(

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 class ChatConsumer(AsyncWebsocketConsumer):
     generation: asyncio.Task[None] | None = None
+    # Tokens that arrived in one turn of the event loop, sent as one frame when it yields.
+    pending_tokens: list[str]
+    flush_scheduled: bool = False
+    flush_task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         if not await self._may_ask():
@@ -46,6 +50,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=code)
             return
         await self.accept()
+        self.pending_tokens = []
         self.counted = metrics.enabled()
         if self.counted:
             metrics.WEBSOCKETS.inc()
@@ -111,6 +116,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             async for event in question_answer(
                 user=self.scope["user"], question=question, conversation_id=conversation_id
             ):
+                if isinstance(event, TokenOut):
+                    self._queue_token(event.text)
+                    continue
+                await self._flush_tokens()  # frames keep the order of events
                 await self.send_json(self._serialise(event))
         except AskError as exc:
             await self.send_error(exc.code, exc.message)
@@ -119,6 +128,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("answering failed")
             await self.send_error("unavailable", "Something went wrong while answering. Please try again.")
+
+    def _queue_token(self, text: str) -> None:
+        """Tokens the stream hands over without waiting (a burst read from the socket at once)
+        share one frame: the flush runs as soon as this task waits for the network, so no token
+        is held back for longer than it takes to read the ones beside it."""
+        self.pending_tokens.append(text)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.flush_task = asyncio.get_running_loop().create_task(self._flush_tokens())
+
+    async def _flush_tokens(self) -> None:
+        self.flush_scheduled = False
+        if not self.pending_tokens:
+            return
+        text, self.pending_tokens = "".join(self.pending_tokens), []
+        await self.send_json({"type": "token", "text": text})
 
     @staticmethod
     def _serialise(event: Started | TokenOut | HandoverOut | CitationsOut | Done) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 import httpx
 
-from llm.adapters import BackendError, Message, list_models, stream_for
+from llm.adapters import BackendError, Delta, Message, list_models, stream_for
 from llm.config import BackendConfig
 
 logger = logging.getLogger(__name__)
@@ -271,15 +271,15 @@ class Generation:
             async with contextlib.aclosing(
                 self._deltas(runtime, messages, continuing, budget, attempt)
             ) as it:
-                async for text in it:
-                    text = trimmer.feed(text)
+                async for delta in it:
+                    text = trimmer.feed(delta.text)
                     if not text:
                         continue
                     if attempt.tokens == 0 and continuing and handing_over_from:
                         result.handovers.append((handing_over_from, backend.name))
                         yield Handover(handing_over_from, backend.name)
-                    attempt.tokens += 1
-                    result.completion_tokens += 1
+                    attempt.tokens += delta.events
+                    result.completion_tokens += delta.events
                     if result.ttft_ms is None:
                         result.ttft_ms = self._elapsed_ms()
                     result.text += text
@@ -321,8 +321,8 @@ class Generation:
         continuing: bool,
         max_tokens: int,
         attempt: Attempt,
-    ) -> AsyncGenerator[str, None]:
-        """Text deltas of one upstream stream, under first-token, idle and total timeouts."""
+    ) -> AsyncGenerator[Delta, None]:
+        """Deltas with text of one upstream stream, under first-token, idle and total timeouts."""
         backend, result = runtime.config, self.result
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -355,7 +355,7 @@ class Generation:
                     if first:
                         attempt.ttft_ms = round((loop.time() - started) * 1000, 1)
                     first = False
-                    yield delta.text
+                    yield delta
         finally:
             await stream.aclose()
 

@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.test.utils import override_settings
 
 from audit.models import AuditEvent
-from bench.fake_llm import FakeOpenAI
+from bench.fake_llm import DEFAULT_TEXT, FakeOpenAI, split_tokens
 from chat.models import Conversation, Message
 from config.asgi import application
 from llm.config import BackendConfig
@@ -151,6 +151,22 @@ async def test_a_question_streams_started_tokens_citations_done_from_the_real_mo
 # --- citations, injection, XSS (a fake model says exactly what the test needs) -------------------
 
 
+async def test_tokens_that_arrive_together_share_a_frame(employee: User) -> None:
+    text = " ".join(f"word{i}" for i in range(60)) + " [1]."
+    frames: dict[float, list[str]] = {}
+    for interval in (0.0, 0.1):
+        async with fake(text=text, tokens_per_second=100) as server:
+            config = fake_backend(server.http.url + "/v1", stream_interval=interval)
+            async with backends(config), socket_for(employee) as ws:
+                await ask(ws, "How much annual leave do I get?")
+                frames[interval] = [m["text"] for m in await until(ws, "done") if m["type"] == "token"]
+
+    assert "".join(frames[0.0]) == "".join(frames[0.1]) == text
+    assert len(frames[0.0]) >= 40, "unpaced, nearly every token is its own frame"
+    assert len(frames[0.1]) <= 20, "paced, the tokens of each 0.1 s go out together"
+    assert frames[0.1][0] == "word0", "the first token is not held back"
+
+
 async def test_a_fabricated_citation_is_removed_and_a_valid_one_linked(employee: User) -> None:
     async with fake(text="You get 20 days of annual leave [1]. See also the travel rules [7].") as server:
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
@@ -218,8 +234,12 @@ async def test_stop_mid_stream_cancels_the_upstream_request(employee: User) -> N
             socket_for(employee) as ws,
         ):
             await ask(ws, "How much annual leave do I get?")
-            messages = [await receive(ws) for _ in range(4)]
-            assert [m["type"] for m in messages] == ["started", "token", "token", "token"]
+            assert (await receive(ws))["type"] == "started"
+            streamed, before_stall = "", "".join(split_tokens(DEFAULT_TEXT)[:3])
+            while streamed != before_stall:  # tokens that arrive together share a frame
+                message = await receive(ws)
+                assert message["type"] == "token"
+                streamed += message["text"]
             await ws.send_json_to({"type": "stop"})
             await asyncio.wait_for(server.http.disconnected.wait(), 2)
             # The socket is usable again at once.

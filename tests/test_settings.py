@@ -162,6 +162,7 @@ LLM_CONFIG_ERRORS = [
         '[{"kind":"openai","base_url":"http://a","model":"m","api_key_env":"NO_SUCH_KEY_VAR"}]',
         "[0].api_key_env",
     ),
+    ('[{"kind":"local","idle_timeout":1,"stream_interval":1}]', "[0].stream_interval"),
 ]
 
 

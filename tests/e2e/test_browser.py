@@ -141,10 +141,12 @@ def test_4_the_llm_backend_dies_mid_answer_and_the_answer_still_completes(
     page.wait_for_selector("#send:not([disabled])", timeout=30_000)
     page.fill("#question", "What does the remote work policy say about equipment and working hours?")
     page.press("#question", "Enter")
+    # Killed at the first visible text: the small model's answers can be a few tokens long.
     page.wait_for_function(
         "() => { const a = [...document.querySelectorAll('.msg.assistant .answer-text')].pop();"
-        " return a && a.textContent.length > 5; }",
+        " return a && a.textContent.length > 0; }",
         timeout=120_000,
+        polling=20,
     )
     assert live_app.primary.proc is not None
     live_app.primary.proc.send_signal(signal.SIGKILL)  # the runtime dies while streaming
