@@ -40,7 +40,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     generation: asyncio.Task[None] | None = None
     # Tokens that arrived in one turn of the event loop, sent as one frame when it yields.
     pending_tokens: list[str]
-    flush_scheduled: bool = False
     flush_task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -133,22 +132,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Tokens the stream hands over without waiting (a burst read from the socket at once)
         share one frame: the flush runs as soon as this task waits for the network, so no token
         is held back for longer than it takes to read the ones beside it."""
-        self.pending_tokens.append(text)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
+        if not self.pending_tokens:  # the first of a burst: nothing is waiting to flush them yet
             self.flush_task = asyncio.get_running_loop().create_task(self._flush_tokens())
+        self.pending_tokens.append(text)
 
     async def _flush_tokens(self) -> None:
-        self.flush_scheduled = False
         if not self.pending_tokens:
             return
         text, self.pending_tokens = "".join(self.pending_tokens), []
         await self.send_json({"type": "token", "text": text})
 
     @staticmethod
-    def _serialise(event: Started | TokenOut | HandoverOut | CitationsOut | Done) -> dict[str, Any]:
-        if isinstance(event, TokenOut):
-            return {"type": "token", "text": event.text}
+    def _serialise(event: Started | HandoverOut | CitationsOut | Done) -> dict[str, Any]:
         if isinstance(event, Started):
             return {
                 "type": "started",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,28 +90,48 @@ async def openai_stream(
     async with client.stream("POST", "/chat/completions", json=payload, headers=headers) as response:
         if response.status_code >= 400:
             _check_status(response, await response.aread())
+        async for delta in _relay(response, backend, _openai_line, "the stream ended without [DONE]"):
+            yield delta
+
+
+def _openai_line(line: str) -> tuple[Delta | None, bool]:
+    """One SSE line: a delta, or nothing; and whether it ended the stream."""
+    if not line.startswith("data:"):
+        # Blank separators, SSE comments (keep-alives), `event:`/`id:`/`retry:` fields.
+        return None, False
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return None, True
+    return _openai_delta(data), False
+
+
+async def _relay(
+    response: httpx.Response,
+    backend: BackendConfig,
+    parse_line: Callable[[str], tuple[Delta | None, bool]],
+    unterminated: str,
+) -> AsyncGenerator[Delta, None]:
+    """The deltas of a line-based stream (SSE or NDJSON): one per body chunk, paced.
+
+    A stream that ends before its protocol's final line fails as `stream_closed`.
+    """
+    async for lines, waited in _line_batches(response):
+        pieces: list[Delta] = []
         done = False
-        async for lines, waited in _line_batches(response):
-            pieces: list[Delta] = []
-            for line in lines:
-                if not line or line.startswith(":"):
-                    continue  # blank separators and SSE comments (keep-alives)
-                if not line.startswith("data:"):
-                    continue  # `event:`/`id:`/`retry:` fields carry nothing we use
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                    break
-                pieces.append(_openai_delta(data))
-            if pieces:
-                delta = _merged(pieces)
-                yield delta
-                if not done:
-                    await _pace(delta, waited=waited, interval=backend.stream_interval)
+        for line in lines:
+            piece, done = parse_line(line)
+            if piece is not None:
+                pieces.append(piece)
             if done:
                 break
-        if not done:
-            raise BackendError("stream_closed", "the stream ended without [DONE]")
+        if pieces:
+            delta = _merged(pieces)
+            yield delta
+            if not done:
+                await _pace(delta, waited=waited, interval=backend.stream_interval)
+        if done:
+            return
+    raise BackendError("stream_closed", unterminated)
 
 
 async def _line_batches(response: httpx.Response) -> AsyncGenerator[tuple[list[str], bool], None]:
@@ -212,25 +232,15 @@ async def ollama_stream(
     async with client.stream("POST", "/api/chat", json=payload) as response:
         if response.status_code >= 400:
             _check_status(response, await response.aread())
-        done = False
-        async for lines, waited in _line_batches(response):
-            pieces: list[Delta] = []
-            for line in lines:
-                if not line.strip():
-                    continue
-                piece, done = _ollama_delta(line)
-                pieces.append(piece)
-                if done:
-                    break
-            if pieces:
-                delta = _merged(pieces)
-                yield delta
-                if not done:
-                    await _pace(delta, waited=waited, interval=backend.stream_interval)
-            if done:
-                break
-        if not done:
-            raise BackendError("stream_closed", "the stream ended before done=true")
+        async for delta in _relay(response, backend, _ollama_line, "the stream ended before done=true"):
+            yield delta
+
+
+def _ollama_line(line: str) -> tuple[Delta | None, bool]:
+    """One NDJSON line: a delta (the last one carries done=true), or nothing for a blank line."""
+    if not line.strip():
+        return None, False
+    return _ollama_delta(line)
 
 
 def _ollama_delta(line: str) -> tuple[Delta, bool]:
