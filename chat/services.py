@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,17 @@ from rag.services import release_db_connection
 
 TITLE_CHARS = 80
 logger = logging.getLogger(__name__)
+
+
+def _threads_each() -> int:
+    """Threads per stage: together they use the process's database pool, and no more."""
+    return max(2, settings.DB_POOL_MAX_SIZE // 2) if settings.DB_POOL_MAX_SIZE else 4
+
+
+# Two stages, two thread pools: preparing a question (on the time-to-first-token path) must
+# never queue behind answers being redacted and stored, which take longer and come in waves.
+_prepare_threads = ThreadPoolExecutor(max_workers=_threads_each(), thread_name_prefix="chat-prepare")
+_finish_threads = ThreadPoolExecutor(max_workers=_threads_each(), thread_name_prefix="chat-finish")
 
 
 class AskError(Exception):
@@ -201,7 +213,7 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
         result = outcome.result
         checked = citations_check(answer=outcome.text, passage_count=len(outcome.passages))
         vault = vault_for(scope=prepared.conversation_id, stored=prepared.placeholders)
-        answer = text_redact(text=checked.text, vault=vault) if checked.text else None
+        answer = text_redact(text=checked.text, vault=vault, offload=True) if checked.text else None
         answer_text = answer.text if answer else ""
         citations = _citation_items(outcome.passages, checked.cited)
         html = answer_render(text=answer_text, citation_urls={c["n"]: c["url"] for c in citations})
@@ -315,7 +327,7 @@ async def question_answer(
         raise AskError("bad_request", "The question is empty.")
     if len(question) > settings.CHAT_MAX_QUESTION_CHARS:
         raise AskError("too_long", f"Questions are limited to {settings.CHAT_MAX_QUESTION_CHARS} characters.")
-    prepared = await sync_to_async(_prepare, thread_sensitive=False)(
+    prepared = await sync_to_async(_prepare, thread_sensitive=False, executor=_prepare_threads)(
         user=user, question=question, conversation_id=conversation_id
     )
     yield Started(conversation_id=prepared.conversation_id, message_id=prepared.message_id)
@@ -357,14 +369,14 @@ async def question_answer(
         stopped = Outcome(status, audit_outcome, generation.result.text, generation.result, prompt.passages)
         # Shielded: the exchange is stored even though the caller is going away.
         await asyncio.shield(
-            sync_to_async(_finish, thread_sensitive=False)(
+            sync_to_async(_finish, thread_sensitive=False, executor=_finish_threads)(
                 user=user, prepared=prepared, outcome=stopped, timings=timings
             )
         )
         raise
     timings["total_ms"] = _ms(received)
     outcome = Outcome(status, audit_outcome, generation.result.text, generation.result, prompt.passages)
-    done = await sync_to_async(_finish, thread_sensitive=False)(
+    done = await sync_to_async(_finish, thread_sensitive=False, executor=_finish_threads)(
         user=user, prepared=prepared, outcome=outcome, timings=timings
     )
     if audit_outcome == "busy":

@@ -26,13 +26,18 @@ application = ProtocolTypeRouter(
 
 
 def _warm_up() -> None:
-    """Load the redaction and embedding models before the first question, not during it."""
+    """Load the redaction and embedding models before the first question, not during it,
+    and start the processes that redact answers (privacy.pool)."""
     import logging
 
+    from django.conf import settings
+
+    from privacy.pool import redaction_pool_start
     from privacy.services import redaction_warm_up
     from rag.embedding import get_embedder
 
     try:
+        redaction_pool_start(processes=settings.REDACTION_PROCESSES)
         redaction_warm_up()
         get_embedder().embed_query("warm up")
     except Exception:  # the first question will load them (and report a failure) instead

@@ -230,6 +230,9 @@ LLM_BACKENDS = parse_backends(env_json("LLM_BACKENDS", None), defaults=LLM_DEFAU
 LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 3, minimum=1)
 LLM_BREAKER_COOLDOWN = env_float("LLM_BREAKER_COOLDOWN", 30.0, minimum=0.1)
 LLM_PROBE_INTERVAL = env_float("LLM_PROBE_INTERVAL", 15.0, minimum=0.0)
+# Paced reads of all streams per second one process aims to stay under: with more streams
+# than this times LLM_STREAM_INTERVAL, each stream's interval grows (up to 0.5 s). 0: never.
+LLM_STREAM_READS_PER_SECOND = env_int("LLM_STREAM_READS_PER_SECOND", 1000, minimum=0)
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 16 * 1024, minimum=256)
 CHAT_MAX_QUESTION_CHARS = env_int("CHAT_MAX_QUESTION_CHARS", 2000, minimum=10)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 10, minimum=1)
@@ -246,6 +249,9 @@ try:
     re.compile(EMPLOYEE_ID_PATTERN)
 except re.error as exc:
     raise ImproperlyConfigured(f"POLICYDESK_EMPLOYEE_ID_PATTERN is not a valid regex: {exc}") from None
+# Processes that analyse answers for the web process, so spaCy's NER does not hold the event
+# loop's GIL (privacy.pool). 0: analyse in the calling thread.
+REDACTION_PROCESSES = env_int("REDACTION_PROCESSES", 1, minimum=0, maximum=16)
 REDACTION_SCORE_THRESHOLD = env_float("REDACTION_SCORE_THRESHOLD", 0.35, minimum=0.0, maximum=1.0)
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=1)
 

@@ -53,11 +53,22 @@ def _check_embedder() -> str:
     return "ok"
 
 
+def _check_redaction() -> str:
+    from privacy.pool import redaction_pool_size
+    from privacy.services import redaction_loaded
+
+    if not redaction_loaded():
+        raise RuntimeError("the redaction models are not loaded yet")
+    processes = redaction_pool_size()
+    return f"ok ({processes} processes)" if processes else "ok (inline)"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": _check_database,
     "redis": _check_redis,
     "llm": _check_llm,
     "embedding_model": _check_embedder,
+    "redaction": _check_redaction,
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from llm.config import BackendConfig
+from llm.transport import polled_stream
 
 
 class BackendError(Exception):
@@ -38,6 +39,8 @@ class Delta:
 
 
 Message = dict[str, str]
+# Seconds to leave a stream alone after relaying text (asked each time: it grows with load).
+Interval = Callable[[], float]
 
 # A read that took longer than this waited for the network rather than for the buffer.
 NETWORK_WAIT = 0.002
@@ -82,6 +85,7 @@ async def openai_stream(
     *,
     continuing: bool,
     max_tokens: int,
+    interval: Interval,
 ) -> AsyncGenerator[Delta, None]:
     payload = openai_payload(backend, messages, continuing=continuing, max_tokens=max_tokens)
     headers = {"Accept": "text/event-stream"}
@@ -90,7 +94,7 @@ async def openai_stream(
     async with client.stream("POST", "/chat/completions", json=payload, headers=headers) as response:
         if response.status_code >= 400:
             _check_status(response, await response.aread())
-        async for delta in _relay(response, backend, _openai_line, "the stream ended without [DONE]"):
+        async for delta in _relay(response, _openai_line, "the stream ended without [DONE]", interval):
             yield delta
 
 
@@ -107,31 +111,52 @@ def _openai_line(line: str) -> tuple[Delta | None, bool]:
 
 async def _relay(
     response: httpx.Response,
-    backend: BackendConfig,
     parse_line: Callable[[str], tuple[Delta | None, bool]],
     unterminated: str,
+    interval: Interval,
 ) -> AsyncGenerator[Delta, None]:
     """The deltas of a line-based stream (SSE or NDJSON): one per body chunk, paced.
 
     A stream that ends before its protocol's final line fails as `stream_closed`.
     """
-    async for lines, waited in _line_batches(response):
-        pieces: list[Delta] = []
-        done = False
-        for line in lines:
-            piece, done = parse_line(line)
-            if piece is not None:
-                pieces.append(piece)
+    polled = polled_stream(response)
+    try:
+        async for lines, waited in _line_batches(response):
+            pieces: list[Delta] = []
+            done = False
+            for line in lines:
+                piece, done = parse_line(line)
+                if piece is not None:
+                    pieces.append(piece)
+                if done:
+                    break
+            if pieces:
+                delta = _merged(pieces)
+                yield delta
+                if delta.text and polled is not None:
+                    polled.poll_every = interval  # from now on the stream paces its own reads
+                elif delta.text and waited and not done:
+                    await _pace(interval())
             if done:
-                break
-        if pieces:
-            delta = _merged(pieces)
-            yield delta
-            if not done:
-                await _pace(delta, waited=waited, interval=backend.stream_interval)
-        if done:
-            return
-    raise BackendError("stream_closed", unterminated)
+                return
+        raise BackendError("stream_closed", unterminated)
+    finally:
+        if polled is not None:
+            polled.poll_every = None  # the connection goes back to the pool unpaced
+
+
+async def _pace(interval: float) -> None:
+    """After relaying text that had to be waited for, leave the socket alone for `interval`.
+
+    What the server sends meanwhile is read back in one receive and relayed as one piece
+    (one WebSocket frame), so the per-read costs (selector registration, a wake-up, a frame:
+    most of the web process's CPU at 200 streams) are paid once per interval instead of once
+    per token. Reads that return at once are never delayed, so the stream keeps the model's
+    pace, and nothing waits before the first text: time to first token is unchanged. The
+    polled transport (llm.transport) does the same without the selector at all.
+    """
+    if interval > 0:
+        await asyncio.sleep(interval)
 
 
 async def _line_batches(response: httpx.Response) -> AsyncGenerator[tuple[list[str], bool], None]:
@@ -152,19 +177,6 @@ async def _line_batches(response: httpx.Response) -> AsyncGenerator[tuple[list[s
             yield [line.rstrip("\r") for line in lines], waited
     if pending:
         yield [pending.rstrip("\r")], False
-
-
-async def _pace(delta: Delta, *, waited: bool, interval: float) -> None:
-    """After relaying text that had to be waited for, leave the socket alone for `interval`.
-
-    What the server sends meanwhile is read back in one receive and parsed without waiting, so
-    the event loop's per-read costs (selector registration, a wake-up per token: a fifth of the
-    web process's CPU at 200 streams) are paid once per interval instead of once per token.
-    Reads that return at once are never delayed, so the stream keeps the model's pace, and
-    nothing waits before the first text: time to first token is unchanged.
-    """
-    if waited and delta.text and interval > 0:
-        await asyncio.sleep(interval)
 
 
 def _merged(pieces: list[Delta]) -> Delta:
@@ -222,6 +234,7 @@ async def ollama_stream(
     *,
     continuing: bool,
     max_tokens: int,
+    interval: Interval,
 ) -> AsyncGenerator[Delta, None]:
     payload = {
         "model": backend.model,
@@ -232,7 +245,7 @@ async def ollama_stream(
     async with client.stream("POST", "/api/chat", json=payload) as response:
         if response.status_code >= 400:
             _check_status(response, await response.aread())
-        async for delta in _relay(response, backend, _ollama_line, "the stream ended before done=true"):
+        async for delta in _relay(response, _ollama_line, "the stream ended before done=true", interval):
             yield delta
 
 
@@ -265,10 +278,10 @@ def stream_for(
     *,
     continuing: bool,
     max_tokens: int,
+    interval: Interval,
 ) -> AsyncGenerator[Delta, None]:
-    if backend.wire == "ollama":
-        return ollama_stream(client, backend, messages, continuing=continuing, max_tokens=max_tokens)
-    return openai_stream(client, backend, messages, continuing=continuing, max_tokens=max_tokens)
+    stream = ollama_stream if backend.wire == "ollama" else openai_stream
+    return stream(client, backend, messages, continuing=continuing, max_tokens=max_tokens, interval=interval)
 
 
 async def list_models(client: httpx.AsyncClient, backend: BackendConfig) -> list[str]:

@@ -29,6 +29,7 @@ import httpx
 
 from llm.adapters import BackendError, Delta, Message, list_models, stream_for
 from llm.config import BackendConfig
+from llm.transport import transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ CONTINUE_INSTRUCTION = (
     "anything already written, do not start over, do not comment on the interruption."
 )
 MIN_CONTINUATION_TOKENS = 32
+# However many streams a process relays, each one is still read at least this often.
+MAX_STREAM_INTERVAL = 0.5
 
 
 class BreakerState(StrEnum):
@@ -327,7 +330,14 @@ class Generation:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + backend.total_timeout
-        stream = stream_for(runtime.client, backend, messages, continuing=continuing, max_tokens=max_tokens)
+        stream = stream_for(
+            runtime.client,
+            backend,
+            messages,
+            continuing=continuing,
+            max_tokens=max_tokens,
+            interval=lambda: self.gateway.stream_interval(backend),
+        )
         first = True
         try:
             while True:
@@ -392,7 +402,9 @@ class Gateway:
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
         probe_interval: float = 0.0,
+        stream_reads_per_second: int = 0,
     ) -> None:
+        self.stream_reads_per_second = stream_reads_per_second
         self.runtimes = [
             BackendRuntime(
                 config=backend,
@@ -400,9 +412,12 @@ class Gateway:
                     base_url=backend.base_url,
                     # Read timeouts are the gateway's own (first token, idle, total).
                     timeout=httpx.Timeout(connect=backend.connect_timeout, read=None, write=10.0, pool=None),
-                    limits=httpx.Limits(
-                        max_connections=backend.max_concurrency + 2,
-                        max_keepalive_connections=backend.max_concurrency,
+                    transport=transport_for(
+                        backend.base_url,
+                        limits=httpx.Limits(
+                            max_connections=backend.max_concurrency + 2,
+                            max_keepalive_connections=backend.max_concurrency,
+                        ),
                     ),
                 ),
                 slots=asyncio.Semaphore(backend.max_concurrency),
@@ -415,6 +430,17 @@ class Gateway:
 
     def runtime(self, name: str) -> BackendRuntime:
         return next(r for r in self.runtimes if r.config.name == name)
+
+    def stream_interval(self, backend: BackendConfig) -> float:
+        """The backend's stream interval, stretched when this process relays more streams than
+        its read budget (`stream_reads_per_second`, 0: never stretched) allows: past that,
+        each stream is read less often rather than every stream's first token coming late."""
+        if not self.stream_reads_per_second:
+            return backend.stream_interval
+        streams = sum(r.in_flight for r in self.runtimes)
+        # Below half the idle timeout, so a paced wait never looks like a stalled backend.
+        ceiling = min(MAX_STREAM_INTERVAL, backend.idle_timeout / 2)
+        return max(backend.stream_interval, min(streams / self.stream_reads_per_second, ceiling))
 
     def generate(
         self, messages: Sequence[Message], *, extractive: str | None = None, max_tokens: int | None = None
@@ -526,6 +552,7 @@ def get_gateway() -> Gateway:
             breaker_failures=settings.LLM_BREAKER_FAILURES,
             breaker_cooldown=settings.LLM_BREAKER_COOLDOWN,
             probe_interval=settings.LLM_PROBE_INTERVAL,
+            stream_reads_per_second=settings.LLM_STREAM_READS_PER_SECOND,
         )
         _gateways[loop] = gateway
     return gateway

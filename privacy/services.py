@@ -22,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from spacy.language import Language
+from spacy.tokens import Doc
 
 from privacy.recognizers import (
     LANGUAGES,
@@ -112,6 +114,28 @@ def _spacy_model_path() -> Path:
     return found[0]
 
 
+@Language.component("policydesk_lowercase_lemma")
+def _lowercase_lemma(doc: Doc) -> Doc:
+    """Presidio's context enhancer compares lemmas with words like "phone" or "card"."""
+    for token in doc:
+        token.lemma_ = token.lower_
+    return doc
+
+
+def _english_pipeline(model_path: str) -> Language:
+    """The model's NER (it has its own tok2vec) and nothing else it would compute for us.
+
+    The tagger, attribute ruler, lemmatizer and their shared tok2vec cost 40% of an answer's
+    redaction and feed only the lemmas that context enhancement reads; lowercased words
+    serve it as well on the evaluation cases (recall 1.00, no over-redaction either way).
+    """
+    import spacy
+
+    nlp = spacy.load(model_path, exclude=["parser", "tagger", "attribute_ruler", "lemmatizer", "tok2vec"])
+    nlp.add_pipe("policydesk_lowercase_lemma")
+    return nlp
+
+
 @cache
 def analyzer() -> AnalyzerEngine:
     """Built once per process; an explicit NLP configuration so nothing is downloaded."""
@@ -146,8 +170,7 @@ def analyzer() -> AnalyzerEngine:
             models=[{"lang_code": "en", "model_name": model_path}], ner_model_configuration=ner_config
         )
         nlp_engine.nlp = {  # type: ignore[assignment]
-            # The parser is unused by NER and the context enhancer; skipping it saves time.
-            "en": spacy.load(model_path, exclude=["parser"]),
+            "en": _english_pipeline(model_path),
             # Vietnamese gets a tokenizer only: its NER is underthesea's, as a recognizer.
             "vi": spacy.blank("xx"),
         }
@@ -211,14 +234,25 @@ def pii_find(*, text: str, language: str) -> list[RecognizerResult]:
 
 
 def text_redact(
-    *, text: str, vault: PlaceholderVault | None = None, language: str | None = None
+    *,
+    text: str,
+    vault: PlaceholderVault | None = None,
+    language: str | None = None,
+    offload: bool = False,
 ) -> Redaction:
+    """`offload`: analyse in a redaction process when this process runs a pool (see
+    privacy.pool); for long texts off the time-to-first-token path, such as answers."""
     started = time.perf_counter()
     language = language or detect_language(text)
     vault = vault or PlaceholderVault(scope="one-off")
     if not text.strip():
         return Redaction(text=text, language=language, counts={}, latency_ms=0.0)
-    spans = pii_find(text=text, language=language)
+    if offload:
+        from privacy.pool import pii_find_pooled
+
+        spans = pii_find_pooled(text=text, language=language)
+    else:
+        spans = pii_find(text=text, language=language)
     counts: Counter[str] = Counter()
     pieces, cursor = [], 0
     for span in spans:
@@ -239,6 +273,10 @@ def text_redact(
 def redaction_warm_up() -> None:
     """Load the models now (worker start, first request) instead of on a user's question."""
     analyzer()
+
+
+def redaction_loaded() -> bool:
+    return analyzer.cache_info().currsize > 0
 
 
 def count_placeholders(text: str) -> dict[str, int]:

@@ -23,6 +23,7 @@ from config.embedded import free_port
 from config.logs import JsonFormatter, TraceFilter
 from llm.config import BackendConfig
 from privacy.logging import RedactingFilter
+from privacy.services import redaction_warm_up
 from rag.embedding import get_embedder
 from tests.llm_servers import LocalLLMProcess
 from tests.rag_helpers import ingest_bytes
@@ -121,6 +122,7 @@ def test_readyz_turns_503_when_the_database_or_every_llm_is_down_and_recovers(
     client: Client, local_llm: LocalLLMProcess
 ) -> None:
     get_embedder()
+    redaction_warm_up()  # /readyz reports the redaction models too
     working = (BackendConfig(name="local", kind="local", base_url=local_llm.url, model="smollm2"),)
     dead = (
         BackendConfig(name="gone", kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", model="m"),
