@@ -1,4 +1,5 @@
-"""The chat socket: authenticate on connect, re-check permission on every message.
+"""The chat socket: authenticate on connect, re-check permission on every message (from the
+database at most every CHAT_PERMISSION_RECHECK_SECONDS, so a revoked role ends the socket).
 
 Contract (README, "WebSocket API"): client sends ask / stop / feedback; server sends
 started, token, handover, citations, done, error. One generation at a time per socket.
@@ -16,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from accounts.roles import ASK_QUESTIONS
+from chat.selectors import user_may_ask
 from chat.services import (
     AskError,
     CitationsOut,
@@ -41,6 +42,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Tokens that arrived in one turn of the event loop, sent as one frame when it yields.
     pending_tokens: list[str]
     flush_task: asyncio.Task[None] | None = None
+    # The last permission answer from the database, and when it was read (loop time).
+    permitted: bool = False
+    permission_read_at: float | None = None
 
     async def connect(self) -> None:
         if not await self._may_ask():
@@ -104,7 +108,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("busy", "An answer is still being written. Stop it or wait for it.")
             return
         user = self.scope["user"]
-        if await database_sync_to_async(ask_rate_limited)(user_id=user.pk):
+        if await ask_rate_limited(user_id=user.pk):
             await self.send_error("rate_limited", "Too many questions in a minute. Please wait a little.")
             return
         self.generation = asyncio.create_task(self._answer(question, conversation_id))
@@ -207,4 +211,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             return False
-        return bool(await database_sync_to_async(user.has_perm)(ASK_QUESTIONS))
+        now = asyncio.get_running_loop().time()
+        read_at = self.permission_read_at
+        if read_at is None or now - read_at >= settings.CHAT_PERMISSION_RECHECK_SECONDS:
+            # Not on every message: database calls from every socket share Channels' one sync
+            # thread, and a question would wait behind the others' checks.
+            self.permitted = await database_sync_to_async(user_may_ask)(user_id=user.pk)
+            self.permission_read_at = now
+        return self.permitted

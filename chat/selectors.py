@@ -3,7 +3,14 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
+from accounts.roles import ASK_QUESTIONS
 from chat.models import Conversation, Message
+
+
+def user_may_ask(*, user_id: int) -> bool:
+    """From the database, not a cached user: an account disabled or a role removed counts."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and user.has_perm(ASK_QUESTIONS)
 
 
 def conversation_list(*, user: User) -> QuerySet[Conversation]:

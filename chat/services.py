@@ -14,15 +14,16 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.db import transaction
 from django.urls import reverse
 
@@ -390,13 +391,33 @@ async def question_answer(
 # --- rate limit, feedback, conversations -------------------------------------------------
 
 
-def ask_rate_limited(*, user_id: int) -> bool:
-    """Fixed one-minute window per user, shared by every process through Redis."""
+_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _redis() -> aioredis.Redis:
+    """One asyncio client per event loop (a client's connections belong to its loop)."""
+    loop = asyncio.get_running_loop()
+    client = _redis_clients.get(loop)
+    if client is None:
+        client = _redis_clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+async def ask_rate_limited(*, user_id: int) -> bool:
+    """Fixed one-minute window per user, shared by every process through Redis.
+
+    Async on purpose: on the event loop it costs one Redis round trip, where a sync call
+    would queue behind every other socket's database calls on Channels' one sync thread.
+    """
     window = int(time.time() // 60)
-    key = f"chat:rate:{user_id}:{window}"
-    added = cache.add(key, 1, timeout=70)
-    count = 1 if added else cache.incr(key)
-    return count > settings.CHAT_RATE_LIMIT_PER_MINUTE
+    key = f"policydesk:chat:rate:{user_id}:{window}"
+    async with _redis().pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 70)
+        count, _ = await pipe.execute()
+    return int(count) > settings.CHAT_RATE_LIMIT_PER_MINUTE
 
 
 def message_feedback_record(*, user: User, message_id: str, value: int, comment: str = "") -> Message:

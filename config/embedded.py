@@ -468,6 +468,9 @@ def cmd_test(pytest_args: list[str]) -> int:
         env = {**os.environ, **urls.as_env(), "POLICYDESK_SECRET_KEY": secrets.token_urlsafe(48)}
         env.setdefault("POLICYDESK_AUDIT_HMAC_KEY", secrets.token_urlsafe(48))
         env["POLICYDESK_ENV_FILE"] = "/dev/null"  # tests never read a developer's .env
+        # In-process tests analyse inline; the pool has its own test, and the browser tests'
+        # Daphne runs it as production does.
+        env.setdefault("POLICYDESK_REDACTION_PROCESSES", "0")
         proc = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=BASE_DIR, env=env)
         try:
             return proc.wait()

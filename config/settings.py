@@ -235,6 +235,8 @@ LLM_PROBE_INTERVAL = env_float("LLM_PROBE_INTERVAL", 15.0, minimum=0.0)
 LLM_STREAM_READS_PER_SECOND = env_int("LLM_STREAM_READS_PER_SECOND", 1000, minimum=0)
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 16 * 1024, minimum=256)
 CHAT_MAX_QUESTION_CHARS = env_int("CHAT_MAX_QUESTION_CHARS", 2000, minimum=10)
+# How stale a socket's "may this user ask?" answer may be before it is read again.
+CHAT_PERMISSION_RECHECK_SECONDS = env_float("CHAT_PERMISSION_RECHECK_SECONDS", 10.0, minimum=0.0)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 10, minimum=1)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)

@@ -142,7 +142,7 @@ async def _relay(
         raise BackendError("stream_closed", unterminated)
     finally:
         if polled is not None:
-            polled.poll_every = None  # the connection goes back to the pool unpaced
+            polled.poll_every = None  # should the connection be pooled again, it is unpaced
 
 
 async def _pace(interval: float) -> None:

@@ -41,9 +41,10 @@ class PolledStream(httpcore.AsyncNetworkStream):
                 pass
             except OSError as exc:
                 raise httpcore.ReadError(str(exc)) from exc
-            if self.poll_every is None:
-                break
-            await asyncio.sleep(self.poll_every())
+            delay = self.poll_every() if self.poll_every is not None else 0.0
+            if delay <= 0:
+                break  # not paced (or paced at 0): wait on the selector like any socket
+            await asyncio.sleep(delay)
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.get_running_loop().sock_recv(self.sock, max_bytes)

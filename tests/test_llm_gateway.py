@@ -94,6 +94,43 @@ async def test_pacing_the_reads_keeps_every_token_and_the_count() -> None:
     assert paced.result.completion_tokens == len(expected)
 
 
+async def bursts(generation: Generation) -> tuple[str, int]:
+    """The text, and how many separate moments it arrived in (one read of the socket each)."""
+    text, moments, last = "", 0, -1.0
+    async for event in generation.events():
+        if isinstance(event, Token):
+            now = time.monotonic()
+            moments += now - last > 0.005
+            text, last = text + event.text, now
+    return text, moments
+
+
+async def test_the_stream_interval_stretches_with_the_streams_a_process_relays() -> None:
+    async with fake(tokens_per_second=100) as (_, url):
+        config = backend("paced", url, stream_interval=0.0, idle_timeout=2.0)
+        async with gateway_of(config, stream_reads_per_second=0) as gateway:
+            unstretched = await asyncio.gather(*(bursts(gateway.generate(QUESTION)) for _ in range(2)))
+        async with gateway_of(config, stream_reads_per_second=10) as gateway:
+            stretched = await asyncio.gather(*(bursts(gateway.generate(QUESTION)) for _ in range(2)))
+
+    assert all(text == DEFAULT_TEXT for text, _ in unstretched + stretched)
+    # 26 tokens in 0.26 s: read as they come, or every 2 streams / 10 reads a second = 0.2 s.
+    assert min(moments for _, moments in unstretched) >= 20
+    assert max(moments for _, moments in stretched) <= 4
+
+
+async def test_a_stretched_interval_stays_under_half_the_idle_timeout() -> None:
+    config = backend("a", refused_url(), stream_interval=0.05, idle_timeout=0.6)
+    async with gateway_of(config, stream_reads_per_second=10) as gateway:
+        runtime = gateway.runtimes[0]
+        assert gateway.stream_interval(config) == 0.05
+        runtime.in_flight = 2
+        assert gateway.stream_interval(config) == pytest.approx(0.2)
+        runtime.in_flight = 50
+        assert gateway.stream_interval(config) == pytest.approx(0.3)
+        runtime.in_flight = 0
+
+
 # --- real runtimes ------------------------------------------------------------------
 
 

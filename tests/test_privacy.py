@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from django.core.management import call_command
 
 from privacy.logging import RedactingFilter
+from privacy.pool import redaction_pool_size, redaction_pool_start, redaction_pool_stop
 from privacy.services import PlaceholderVault, analyzer, detect_language, text_redact, vault_for
 
 CASES = Path(__file__).resolve().parent.parent / "privacy" / "cases" / "redaction-cases.jsonl"
@@ -139,3 +142,33 @@ def test_evaluate_redaction_counts_a_leak(tmp_path: Path) -> None:
     call_command("evaluate_redaction", str(cases), stdout=out)
     report = json.loads(out.getvalue())
     assert report["recall"] == 0.5 and report["leaked"] == 1 and report["leaked_values"] == ["OTHER"]
+
+
+def _redaction_workers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+
+
+def test_answers_are_redacted_in_a_worker_process_and_a_killed_worker_is_replaced() -> None:
+    text = "Ask Maria Garcia on +84 903 123 456 or maria.garcia@example.com about leave."
+    inline = text_redact(text=text, vault=PlaceholderVault(scope="pool"))
+    redaction_pool_start(processes=1)
+    try:
+        assert redaction_pool_size() == 1
+        [worker] = _redaction_workers()
+        pooled = text_redact(text=text, vault=PlaceholderVault(scope="pool"), offload=True)
+        assert pooled.text == inline.text
+        assert pooled.counts == {"PERSON": 1, "PHONE_NUMBER": 1, "EMAIL_ADDRESS": 1}
+
+        worker.kill()
+        worker.wait(10)
+        # The answer in flight is redacted here instead; nothing goes out in clear.
+        assert text_redact(text=text, vault=PlaceholderVault(scope="pool"), offload=True).text == inline.text
+        deadline = time.monotonic() + 60
+        while not (redaction_pool_size() == 1 and _redaction_workers()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [replacement] = _redaction_workers()
+        assert replacement.pid != worker.pid
+        assert text_redact(text=text, vault=PlaceholderVault(scope="pool"), offload=True).text == inline.text
+    finally:
+        redaction_pool_stop()
+    assert redaction_pool_size() == 0 and not _redaction_workers()

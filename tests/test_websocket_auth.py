@@ -10,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
+from django.test.utils import override_settings
 
 from accounts.roles import Role
 from config.asgi import application
@@ -73,6 +74,25 @@ async def test_it_rejects_an_oversized_message(make_user: Callable[..., User]) -
     assert connected
     await communicator.send_to(text_data="x" * (settings.WS_MAX_MESSAGE_BYTES + 1))
     assert json.loads(await communicator.receive_from(timeout=5))["code"] == "too_long"
+    await communicator.disconnect()
+
+
+async def test_it_closes_the_socket_once_the_role_is_revoked(make_user: Callable[..., User]) -> None:
+    user = await _sync(make_user, "emp")
+    cookie = await _sync(session_cookie, user)
+    with override_settings(CHAT_PERMISSION_RECHECK_SECONDS=3600):
+        communicator, connected, _ = await connect([ORIGIN, cookie])
+        assert connected
+        await _sync(user.groups.clear)
+        await communicator.send_to(text_data=json.dumps({"type": "stop"}))
+        # Within the re-check window the socket still works on its last answer...
+        assert await communicator.receive_nothing(timeout=0.5)
+    with override_settings(CHAT_PERMISSION_RECHECK_SECONDS=0):
+        await communicator.send_to(text_data=json.dumps({"type": "stop"}))
+        # ...and the next read of the database ends it.
+        reply = json.loads(await communicator.receive_from(timeout=5))
+        assert reply["code"] == "forbidden"
+        assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
     await communicator.disconnect()
 
 

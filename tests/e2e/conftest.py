@@ -113,6 +113,7 @@ def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactor
             "POLICYDESK_LLM_BREAKER_COOLDOWN": "600",
             "POLICYDESK_CHAT_RATE_LIMIT_PER_MINUTE": "1000",
             "POLICYDESK_LOG_LEVEL": "WARNING",
+            "POLICYDESK_REDACTION_PROCESSES": "1",  # answers redacted in a worker, as deployed
             "POLICYDESK_MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics")),
         }
