@@ -9,13 +9,15 @@ user in, spreads the sockets round robin over the processes (what nginx does in 
 and lets each simulated employee ask questions from `--questions` until `--duration` ends.
 
 Reports time to first token p50/p95/p99, answer time, tokens/s, errors by code, the Daphne
-processes' RSS, and memory per idle connection (RSS growth over `--idle` idle sockets).
+processes' RSS (their redaction workers included), and memory per idle connection (RSS growth
+over `--idle` idle sockets).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -47,6 +49,17 @@ class Stats:
     answers: int = 0
     streaming: int = 0  # answers between their first token and done, right now
     samples: list[int] = field(default_factory=list)
+
+
+def rss(pids: list[int]) -> int:
+    """Resident memory of the Daphne processes and their children (the redaction workers)."""
+    total = 0
+    for pid in pids:
+        process = psutil.Process(pid)
+        for member in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += member.memory_info().rss
+    return total
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -156,7 +169,7 @@ async def employee(port: int, cookie: str, questions: list[str], stats: Stats, d
 async def idle_memory(ports: list[int], cookie: str, pids: list[int], count: int) -> float | None:
     if count <= 0:
         return None
-    before = sum(psutil.Process(pid).memory_info().rss for pid in pids)
+    before = rss(pids)
     sockets = []
     for i in range(count):
         port = ports[i % len(ports)]
@@ -165,7 +178,7 @@ async def idle_memory(ports: list[int], cookie: str, pids: list[int], count: int
             await websockets.connect(f"ws://127.0.0.1:{port}/ws/chat/", additional_headers=headers)
         )
     await asyncio.sleep(2)
-    after = sum(psutil.Process(pid).memory_info().rss for pid in pids)
+    after = rss(pids)
     for sock in sockets:
         await sock.close()
     return round((after - before) / count / 1024, 1)
@@ -209,7 +222,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(args.ramp / max(1, args.users))
         peak_rss = 0
         while not all(t.done() for t in tasks):
-            peak_rss = max(peak_rss, sum(psutil.Process(pid).memory_info().rss for pid in pids))
+            peak_rss = max(peak_rss, rss(pids))
             if time.monotonic() < deadline:
                 stats.samples.append(stats.streaming)
             await asyncio.sleep(0.5)
