@@ -38,6 +38,9 @@ def _warm_up() -> None:
 
     try:
         redaction_pool_start(processes=settings.REDACTION_PROCESSES)
+    except Exception:  # answers are redacted in this process instead
+        logging.getLogger(__name__).exception("the redaction processes did not start")
+    try:
         redaction_warm_up()
         get_embedder().embed_query("warm up")
     except Exception:  # the first question will load them (and report a failure) instead

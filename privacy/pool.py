@@ -73,8 +73,12 @@ def redaction_pool_start(*, processes: int) -> None:
             _pool_size = processes
         pool = _pool
     # One trivial call per worker makes every one of them load before the first question.
-    for future in [pool.submit(_worker_ready) for _ in range(processes)]:
-        future.result(timeout=300)
+    try:
+        for future in [pool.submit(_worker_ready) for _ in range(processes)]:
+            future.result(timeout=300)
+    except Exception:
+        redaction_pool_stop()  # answers are then analysed in-process, never left unredacted
+        raise
     logger.info("redaction processes started", extra={"processes": processes})
 
 
