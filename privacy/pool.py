@@ -1,6 +1,6 @@
 """PII analysis in separate processes, for the web process's long texts.
 
-spaCy's NER holds the GIL for its whole run: ~65 ms for a 2,000-character answer. In a
+spaCy's NER holds the GIL for its whole run: ~50 ms for a 2,000-character answer. In a
 Daphne process every other socket's tokens wait behind it, so with a few hundred streams
 the event loop falls seconds behind. A small pool of worker processes (spawned, each with
 its own analyzer) runs that analysis on another core while the event loop keeps relaying.
