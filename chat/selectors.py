@@ -4,13 +4,12 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from accounts.roles import ASK_QUESTIONS
+from accounts.selectors import user_has_permission
 from chat.models import Conversation, Message
 
 
 def user_may_ask(*, user_id: int) -> bool:
-    """From the database, not a cached user: an account disabled or a role removed counts."""
-    user = User.objects.filter(pk=user_id, is_active=True).first()
-    return user is not None and user.has_perm(ASK_QUESTIONS)
+    return user_has_permission(user_id=user_id, permission=ASK_QUESTIONS)
 
 
 def conversation_list(*, user: User) -> QuerySet[Conversation]:

@@ -31,10 +31,13 @@ def _warm_up() -> None:
     import logging
 
     from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError
 
     from privacy.pool import redaction_pool_start
     from privacy.services import redaction_warm_up
     from rag.embedding import get_embedder
+    from rag.index import embedding_index_check, query_embedder
 
     try:
         redaction_pool_start(processes=settings.REDACTION_PROCESSES)
@@ -45,6 +48,14 @@ def _warm_up() -> None:
         get_embedder().embed_query("warm up")
     except Exception:  # the first question will load them (and report a failure) instead
         logging.getLogger(__name__).exception("model warm-up failed")
+        return
+    try:
+        embedding_index_check()
+        query_embedder().embed_query("warm up")  # the index's model, while a re-embed runs
+    except ImproperlyConfigured as exc:  # /readyz reports it too, so no traffic is routed here
+        logging.getLogger(__name__).critical("the search index does not match the settings: %s", exc)
+    except DatabaseError:  # /readyz reports the database; the first question loads the model
+        pass
 
 
 if os.environ.get("POLICYDESK_WARM_UP", "true").lower() not in ("0", "false", "no", "off"):

@@ -49,6 +49,8 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         metrics_dir.mkdir(parents=True)
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         _manage("migrate", "--noinput", env=env)
+        # Vectors left by another POLICYDESK_EMBEDDER are re-embedded (a no-op when they match).
+        _manage("reembed", env=env)
         _manage("seed_demo", env=env)
         commands = [
             [sys.executable, "-m", "daphne", "-b", host, "-p", port, "config.asgi:application"],

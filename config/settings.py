@@ -240,7 +240,7 @@ CHAT_PERMISSION_RECHECK_SECONDS = env_float("CHAT_PERMISSION_RECHECK_SECONDS", 1
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 10, minimum=1)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)
-EMBEDDER = env_choice("EMBEDDER", "minilm", ("minilm", "minilm-torch"))
+EMBEDDER = env_choice("EMBEDDER", "e5", ("e5", "e5-fp32", "minilm", "minilm-torch"))
 # Where the ONNX export of the embedding model is cached (written on first use).
 EMBEDDER_CACHE_DIR = Path(env_str("EMBEDDER_CACHE_DIR", str(DATA_DIR / "models")))
 EMBED_THREADS = env_int("EMBED_THREADS", max(1, os.cpu_count() or 1), minimum=1)

@@ -47,10 +47,12 @@ def _check_llm() -> str:
 
 def _check_embedder() -> str:
     from rag.embedding import embedder_loaded
+    from rag.index import embedding_index_check, index_models
 
     if not embedder_loaded():
         raise RuntimeError("the embedding model is not loaded yet")
-    return "ok"
+    embedding_index_check()  # the index must hold the configured model's vectors (or move to it)
+    return f"ok ({index_models().model})"
 
 
 def _check_redaction() -> str:

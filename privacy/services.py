@@ -25,6 +25,7 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from privacy.language import detect_language
 from privacy.recognizers import (
     LANGUAGES,
     VietnameseNerRecognizer,
@@ -33,23 +34,7 @@ from privacy.recognizers import (
     presidio_recognizers,
 )
 
-# Letters that only Vietnamese (among the languages our users write) puts on Latin script.
-_VIETNAMESE_LETTERS = re.compile(
-    "[ăâđêôơưĂÂĐÊÔƠƯ"
-    "àảãáạằẳẵắặầẩẫấậèẻẽéẹềểễếệìỉĩíịòỏõóọồổỗốộờởỡớợùủũúụừửữứựỳỷỹýỵ"
-    "ÀẢÃÁẠẰẲẴẮẶẦẨẪẤẬÈẺẼÉẸỀỂỄẾỆÌỈĨÍỊÒỎÕÓỌỒỔỖỐỘỜỞỠỚỢÙỦŨÚỤỪỬỮỨỰỲỶỸÝỴ]"
-)
 _PLACEHOLDER = re.compile(r"<([A-Z_]+)_(\d+)>")
-
-
-def detect_language(text: str) -> str:
-    """'vi' when Vietnamese-only letters make up a noticeable share of the words, else 'en'.
-
-    English NER must never see Vietnamese text: it reads capitalised syllables as names.
-    """
-    words = max(1, len(text.split()))
-    marked = len(_VIETNAMESE_LETTERS.findall(text))
-    return "vi" if marked >= 2 and marked / words >= 0.15 else "en"
 
 
 @dataclass

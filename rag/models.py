@@ -5,20 +5,41 @@ from django.contrib.auth.models import Group
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
+from django.db.models import Case, When
+from django.db.models.expressions import CombinedExpression
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 384
 SEARCH_CONFIG = "english"
+# Vietnamese has no stemmer; its words are matched without diacritics ("nghi phep" finds
+# "nghỉ phép"): the `simple` parser with `unaccent` first (migration 0005 creates it).
+VIETNAMESE_SEARCH_CONFIG = "policydesk_vi"
+
+
+class DocumentStatus(models.TextChoices):
+    """A document's state; also the `status` of its progress events on the documents socket."""
+
+    QUEUED = "queued", _("Queued")
+    PROCESSING = "processing", _("Processing")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+    RETIRED = "retired", _("Retired")
+
+
+class IngestionStage(models.TextChoices):
+    """Where ingestion is: the `stage` of a document's progress and of its progress events."""
+
+    QUEUED = "queued", _("Queued")
+    PARSING = "parsing", _("Parsing")
+    EMBEDDING = "embedding", _("Embedding")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+    RETIRED = "retired", _("Retired")
 
 
 class Document(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        PROCESSING = "processing", _("Processing")
-        READY = "ready", _("Ready")
-        FAILED = "failed", _("Failed")
-        RETIRED = "retired", _("Retired")
+    Status = DocumentStatus
 
     title = models.CharField(max_length=300)
     source_path = models.CharField(max_length=500, db_index=True)
@@ -41,6 +62,8 @@ class Document(models.Model):
     # The title alone, embedded: retrieval ranks documents whose title matches the question
     # (a question about "the Chicago office" and a page titled "Chicago") as a third signal.
     title_embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # Written by `manage.py reembed` while the index moves to another model (rag/index.py).
+    next_title_embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -51,6 +74,14 @@ class Document(models.Model):
         return f"{self.title} (v{self.version})"
 
 
+def weighted_search_vector(config: str) -> CombinedExpression:
+    return (
+        SearchVector("document_title", weight="A", config=config)
+        + SearchVector("heading_path", weight="A", config=config)
+        + SearchVector("text", weight="B", config=config)
+    )
+
+
 class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     ordinal = models.PositiveIntegerField()
@@ -59,14 +90,21 @@ class Chunk(models.Model):
     # The document's title, copied so full-text search can weigh it with the headings
     # (a generated column cannot read another table).
     document_title = models.CharField(max_length=300, blank=True, default="")
+    # The document's language, copied for the same reason: it picks the full-text configuration.
+    lang = models.CharField(max_length=8, blank=True, default="")
     page = models.PositiveIntegerField(null=True, blank=True)
     token_count = models.PositiveIntegerField()
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
-    # The title and headings weigh more than body text in full-text ranking.
+    # Written by `manage.py reembed` while the index moves to another model (rag/index.py).
+    next_embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # The title and headings weigh more than body text in full-text ranking. English text is
+    # stemmed; Vietnamese text is matched word for word without diacritics.
     search_vector = models.GeneratedField(
-        expression=SearchVector("document_title", weight="A", config=SEARCH_CONFIG)
-        + SearchVector("heading_path", weight="A", config=SEARCH_CONFIG)
-        + SearchVector("text", weight="B", config=SEARCH_CONFIG),
+        expression=Case(
+            When(lang="vi", then=weighted_search_vector(VIETNAMESE_SEARCH_CONFIG)),
+            default=weighted_search_vector(SEARCH_CONFIG),
+            output_field=SearchVectorField(),
+        ),
         output_field=SearchVectorField(),
         db_persist=True,
     )
@@ -87,3 +125,19 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class EmbeddingIndex(models.Model):
+    """One row: whose vectors the index holds, and which model a running re-embed moves it to.
+
+    Queries are embedded with `model`, whatever a process was configured with, so a swap made by
+    `manage.py reembed` reaches every running process without a restart (rag/index.py).
+    """
+
+    model = models.CharField(max_length=100)
+    dimensions = models.PositiveIntegerField()
+    target_model = models.CharField(max_length=100, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.dimensions})" + (f" → {self.target_model}" if self.target_model else "")

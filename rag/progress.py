@@ -9,6 +9,8 @@ from typing import TypedDict
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from rag.models import DocumentStatus, IngestionStage
+
 DOCUMENTS_GROUP = "documents"
 logger = logging.getLogger(__name__)
 
@@ -18,8 +20,8 @@ class DocumentProgressEvent(TypedDict):
 
     type: str  # always "document.progress"
     document_id: int
-    status: str
-    stage: str
+    status: DocumentStatus
+    stage: IngestionStage
     done: int
     total: int
     eta_seconds: float | None
@@ -27,7 +29,7 @@ class DocumentProgressEvent(TypedDict):
 
 
 def progress_event(
-    *, document_id: int, status: str, stage: str, done: int = 0, total: int = 0,
+    *, document_id: int, status: DocumentStatus, stage: IngestionStage, done: int = 0, total: int = 0,
     eta_seconds: float | None = None, failure_reason: str = "",
 ) -> DocumentProgressEvent:  # fmt: skip
     return DocumentProgressEvent(

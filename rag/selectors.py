@@ -10,8 +10,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 
-from rag.embedding import get_embedder
-from rag.models import SEARCH_CONFIG, Document
+from privacy.language import looks_vietnamese
+from rag.index import query_embedder
+from rag.models import EMBEDDING_DIMENSIONS, SEARCH_CONFIG, VIETNAMESE_SEARCH_CONFIG, Document, DocumentStatus
 
 RRF_K = 60  # the constant from Cormack et al.'s reciprocal rank fusion
 CANDIDATES = 40
@@ -44,9 +45,9 @@ class RetrievedChunk:
 
 
 # Documents a user may see: ready, and either open to all or shared with one of the user's groups.
-VISIBLE_DOCUMENTS = """
+VISIBLE_DOCUMENTS = f"""
     SELECT d.id FROM rag_document d
-    WHERE d.status = 'ready'
+    WHERE d.status = '{DocumentStatus.READY}'
       AND (
         NOT EXISTS (SELECT 1 FROM rag_document_allowed_groups g WHERE g.document_id = d.id)
         OR EXISTS (
@@ -82,19 +83,31 @@ title_hits AS (
 ),
 query AS (
     -- websearch syntax (quotes, OR, -) is honoured; plain words are OR-ed so that a question
-    -- phrased in many words still finds passages that share only some of them.
-    SELECT replace(websearch_to_tsquery('{SEARCH_CONFIG}', %(query)s)::text, ' & ', ' | ')::tsquery AS q
+    -- phrased in many words still finds passages that share only some of them. A Vietnamese
+    -- question also asks, of Vietnamese passages only, for its words without diacritics (as
+    -- those passages are indexed); English passages would match its syllables by accident
+    -- ("may", "tin", "cap").
+    SELECT replace(websearch_to_tsquery('{SEARCH_CONFIG}', %(query)s)::text, ' & ', ' | ')::tsquery AS en,
+           CASE WHEN %(vietnamese)s
+             THEN replace(websearch_to_tsquery('{VIETNAMESE_SEARCH_CONFIG}', %(query)s)::text, ' & ', ' | ')::tsquery
+             ELSE ''::tsquery END AS vi
 ),
 text_hits AS (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM (
-        SELECT m.id, ts_rank_cd(m.search_vector, query.q, 32) AS score
+        SELECT m.id,
+               ts_rank_cd(m.search_vector, CASE WHEN m.lang = 'vi' THEN query.en || query.vi ELSE query.en END, 32)
+                 AS score
         FROM (
             -- Bounded: OR-ed common words can match most of a large corpus, and ranking every
             -- match dominated latency at 100k chunks. At most TEXT_SCAN_LIMIT matches are ranked.
-            SELECT c.id, c.search_vector
+            SELECT c.id, c.search_vector, c.lang
             FROM rag_chunk c, query
-            WHERE %(use_text)s AND query.q::text <> '' AND c.search_vector @@ query.q
+            WHERE %(use_text)s
+              AND (
+                (query.en::text <> '' AND c.search_vector @@ query.en)
+                OR (c.lang = 'vi' AND query.vi::text <> '' AND c.search_vector @@ query.vi)
+              )
               AND c.document_id IN (SELECT id FROM visible)
             LIMIT {TEXT_SCAN_LIMIT}
         ) m, query
@@ -135,12 +148,13 @@ def retrieve(
     A user of None or an anonymous user sees only documents open to everyone.
     """
     k = k or settings.RETRIEVAL_K
-    embedding = get_embedder().embed_query(query) if mode != "text" else [0.0] * 384
+    embedding = query_embedder().embed_query(query) if mode != "text" else [0.0] * EMBEDDING_DIMENSIONS
     user_id = user.pk if user is not None and user.is_authenticated else None
     params = {
         "user_id": user_id,
         "embedding": "[" + ",".join(f"{x:.7f}" for x in embedding) + "]",
         "query": query,
+        "vietnamese": looks_vietnamese(query),
         "candidates": max(CANDIDATES, k),
         "limit": k,
         "use_vector": mode in ("hybrid", "vector"),
@@ -152,6 +166,9 @@ def retrieve(
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(settings.HNSW_EF_SEARCH)])
         # Keep scanning the graph until enough rows pass the access filter (pgvector >= 0.8).
         cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        # JIT compilation pays off for long analytic queries, not for this one: at 100k chunks the
+        # planner's estimates crossed jit_above_cost and some questions spent ~300 ms compiling.
+        cursor.execute("SELECT set_config('jit', 'off', true)")
         cursor.execute(HYBRID_SQL, params)
         rows = cursor.fetchall()
     return [RetrievedChunk(*row) for row in rows]

@@ -15,8 +15,9 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 
 from rag.chunking import ChunkDraft, chunk_document
-from rag.embedding import get_embedder
-from rag.models import Chunk, Document
+from rag.embedding import Embedder
+from rag.index import IndexModels, index_models_locked, index_record_model, ingestion_embedders
+from rag.models import Chunk, Document, DocumentStatus, IngestionStage
 from rag.parsing import ParsedDocument, ParseError, parse_document
 from rag.progress import EtaClock, progress_event, progress_publish
 
@@ -62,7 +63,7 @@ def document_create_from_upload(
         return UploadResult(existing, False)
     previous = (
         Document.objects.filter(source_path=source_path)
-        .exclude(status=Document.Status.FAILED)
+        .exclude(status=DocumentStatus.FAILED)
         .order_by("-version")
         .first()
     )
@@ -73,7 +74,7 @@ def document_create_from_upload(
         size_bytes=len(data),
         version=(previous.version + 1) if previous else 1,
         uploaded_by=_real_user(uploaded_by),
-        progress={"stage": "queued", "done": 0, "total": 0, "eta_seconds": None},
+        progress={"stage": IngestionStage.QUEUED, "done": 0, "total": 0, "eta_seconds": None},
     )
     document.file.save(
         f"{content_hash}{PurePosixPath(file_name).suffix.lower()[:10]}", ContentFile(data), save=True
@@ -110,7 +111,7 @@ def _failed_upload(
             "title": PurePosixPath(file_name).stem,
             "source_path": source_path,
             "size_bytes": 0,
-            "status": Document.Status.FAILED,
+            "status": DocumentStatus.FAILED,
             "failure_reason": reason,
             "uploaded_by": _real_user(uploaded_by),
         },
@@ -126,18 +127,22 @@ def _enqueue_ingestion(document_id: int) -> None:
 
 
 def document_reindex(*, document: Document) -> None:
-    if document.status == Document.Status.RETIRED:
+    if document.status == DocumentStatus.RETIRED:
         raise ValueError("a retired document is not re-indexed; upload it again instead")
     Document.objects.filter(pk=document.pk).update(
-        status=Document.Status.QUEUED, failure_reason="", progress={"stage": "queued", "done": 0, "total": 0}
+        status=DocumentStatus.QUEUED,
+        failure_reason="",
+        progress={"stage": IngestionStage.QUEUED, "done": 0, "total": 0},
     )
     with transaction.atomic():
         _enqueue_ingestion(document.pk)
 
 
 def document_retire(*, document: Document) -> None:
-    Document.objects.filter(pk=document.pk).update(status=Document.Status.RETIRED)
-    progress_publish(progress_event(document_id=document.pk, status="retired", stage="retired"))
+    Document.objects.filter(pk=document.pk).update(status=DocumentStatus.RETIRED)
+    progress_publish(
+        progress_event(document_id=document.pk, status=DocumentStatus.RETIRED, stage=IngestionStage.RETIRED)
+    )
 
 
 def document_delete(*, document: Document) -> None:
@@ -159,9 +164,9 @@ def release_db_connection() -> None:
 def document_ingest(*, document_id: int) -> Document:
     """Parse, chunk, embed, and swap in the document's chunks in one transaction (idempotent)."""
     document = Document.objects.get(pk=document_id)
-    if document.status == Document.Status.RETIRED:
+    if document.status == DocumentStatus.RETIRED:
         return document
-    _set_progress(document, status=Document.Status.PROCESSING, stage="parsing")
+    _set_progress(document, status=DocumentStatus.PROCESSING, stage=IngestionStage.PARSING)
     try:
         data = document.file.read() if document.file else b""
         document.file.close()
@@ -172,14 +177,27 @@ def document_ingest(*, document_id: int) -> Document:
         return document_mark_failed(document, "The stored file could not be read; upload it again.")
 
     _apply_metadata(document, parsed)
-    embedder = get_embedder()
-    drafts = chunk_document(parsed, count_tokens=embedder.count_tokens)
-    _set_progress(document, status=Document.Status.PROCESSING, stage="embedding", total=len(drafts))
-    # Embedding takes seconds to minutes: give the connection back meanwhile.
-    release_db_connection()
-    vectors = _embed(document, drafts, parsed.title)
-    title_vector = embedder.embed_query(parsed.title)
-    _store_chunks(document, drafts, vectors, title_vector)
+    # A re-embed may swap the index's model while this document embeds; then embed again.
+    for _attempt in range(3):
+        embedder, target = ingestion_embedders()
+        drafts = chunk_document(parsed, count_tokens=embedder.count_tokens)
+        _set_progress(
+            document, status=DocumentStatus.PROCESSING, stage=IngestionStage.EMBEDDING, total=len(drafts)
+        )
+        # Embedding takes seconds to minutes: give the connection back meanwhile.
+        release_db_connection()
+        vectors = _embed(document, drafts, parsed.title, embedder)
+        next_vectors = _embed(document, drafts, parsed.title, target) if target else None
+        embedded = _Embedded(
+            models=IndexModels(embedder.name, target.name if target else ""),
+            dimensions=embedder.dimensions,
+            vectors=vectors,
+            title_vector=embedder.embed_query(parsed.title),
+            next_vectors=next_vectors,
+            next_title_vector=target.embed_query(parsed.title) if target else None,
+        )
+        if _store_chunks(document, drafts, embedded):
+            break
     document.refresh_from_db()
     return document
 
@@ -190,14 +208,13 @@ def _apply_metadata(document: Document, parsed: ParsedDocument) -> None:
     document.metadata = parsed.metadata
     document.effective_date = parsed.effective_date
     lang = parsed.metadata.get("lang")
-    document.lang = lang if isinstance(lang, str) else ""
+    document.lang = lang[:8] if isinstance(lang, str) else ""
     document.save(
         update_fields=["title", "detected_type", "metadata", "effective_date", "lang", "updated_at"]
     )
 
 
-def _embed(document: Document, drafts: list[ChunkDraft], title: str) -> list[list[float]]:
-    embedder = get_embedder()
+def _embed(document: Document, drafts: list[ChunkDraft], title: str, embedder: Embedder) -> list[list[float]]:
     clock = EtaClock()
     vectors: list[list[float]] = []
     for start in range(0, len(drafts), EMBED_BATCH):
@@ -205,14 +222,14 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str) -> list[lis
         vectors.extend(embedder.embed_documents([d.embedding_text(title) for d in batch]))
         done = len(vectors)
         eta = clock.eta(done, len(drafts))
-        progress = {"stage": "embedding", "done": done, "total": len(drafts), "eta_seconds": eta}
+        progress = {"stage": IngestionStage.EMBEDDING, "done": done, "total": len(drafts), "eta_seconds": eta}
         Document.objects.filter(pk=document.pk).update(progress=progress)
         release_db_connection()
         progress_publish(
             progress_event(
                 document_id=document.pk,
-                status="processing",
-                stage="embedding",
+                status=DocumentStatus.PROCESSING,
+                stage=IngestionStage.EMBEDDING,
                 done=done,
                 total=len(drafts),
                 eta_seconds=eta,
@@ -221,14 +238,29 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str) -> list[lis
     return vectors
 
 
+@dataclass(frozen=True)
+class _Embedded:
+    models: IndexModels  # the index's model (and re-embed target) the vectors were made for
+    dimensions: int
+    vectors: list[list[float]]
+    title_vector: list[float]
+    next_vectors: list[list[float]] | None
+    next_title_vector: list[float] | None
+
+
 @transaction.atomic
-def _store_chunks(
-    document: Document, drafts: list[ChunkDraft], vectors: list[list[float]], title_vector: list[float]
-) -> None:
+def _store_chunks(document: Document, drafts: list[ChunkDraft], embedded: _Embedded) -> bool:
+    """Swap in the chunks; False when the index changed model meanwhile (nothing is stored)."""
+    index_record_model(model=embedded.models.model, dimensions=embedded.dimensions)
+    if index_models_locked() != embedded.models:
+        return False
     locked = Document.objects.select_for_update().get(pk=document.pk)
-    if locked.status == Document.Status.RETIRED:
-        return  # retired while we were embedding: leave it out of retrieval
+    if locked.status == DocumentStatus.RETIRED:
+        return True  # retired while we were embedding: leave it out of retrieval
     Chunk.objects.filter(document=locked).delete()
+    next_vectors: list[list[float] | None] = [None] * len(drafts)
+    if embedded.next_vectors is not None:
+        next_vectors = list(embedded.next_vectors)
     Chunk.objects.bulk_create(
         Chunk(
             document=locked,
@@ -236,37 +268,53 @@ def _store_chunks(
             text=d.text,
             heading_path=d.heading_path[:1000],
             document_title=locked.title[:300],
+            lang=locked.lang,
             page=d.page,
             token_count=d.token_count,
             embedding=vector,
+            next_embedding=next_vector,
         )
-        for d, vector in zip(drafts, vectors, strict=True)
+        for d, vector, next_vector in zip(drafts, embedded.vectors, next_vectors, strict=True)
     )
     total = len(drafts)
-    locked.status = Document.Status.READY
+    locked.status = DocumentStatus.READY
     locked.failure_reason = ""
-    locked.title_embedding = title_vector
-    locked.progress = {"stage": "ready", "done": total, "total": total, "eta_seconds": 0}
-    locked.save(update_fields=["status", "failure_reason", "title_embedding", "progress", "updated_at"])
+    locked.title_embedding = embedded.title_vector
+    locked.next_title_embedding = embedded.next_title_vector
+    locked.progress = {"stage": IngestionStage.READY, "done": total, "total": total, "eta_seconds": 0}
+    locked.save(
+        update_fields=[
+            "status", "failure_reason", "title_embedding", "next_title_embedding", "progress", "updated_at"
+        ]
+    )  # fmt: skip
     _supersede_older_versions(locked)
     transaction.on_commit(
         lambda: progress_publish(
-            progress_event(document_id=locked.pk, status="ready", stage="ready", done=total, total=total)
+            progress_event(
+                document_id=locked.pk,
+                status=DocumentStatus.READY,
+                stage=IngestionStage.READY,
+                done=total,
+                total=total,
+            )
         )
     )
+    return True
 
 
 def _supersede_older_versions(document: Document) -> None:
     """A new version that is ready retires the older ones; their chunks leave retrieval at once."""
     older = Document.objects.filter(source_path=document.source_path, version__lt=document.version).exclude(
-        status__in=[Document.Status.RETIRED, Document.Status.FAILED]
+        status__in=[DocumentStatus.RETIRED, DocumentStatus.FAILED]
     )
     for old in older:
-        old.status = Document.Status.RETIRED
+        old.status = DocumentStatus.RETIRED
         old.save(update_fields=["status", "updated_at"])
 
 
-def _set_progress(document: Document, *, status: str, stage: str, total: int = 0) -> None:
+def _set_progress(
+    document: Document, *, status: DocumentStatus, stage: IngestionStage, total: int = 0
+) -> None:
     document.status = status
     document.progress = {"stage": stage, "done": 0, "total": total, "eta_seconds": None}
     document.save(update_fields=["status", "progress", "updated_at"])
@@ -274,12 +322,17 @@ def _set_progress(document: Document, *, status: str, stage: str, total: int = 0
 
 
 def document_mark_failed(document: Document, reason: str) -> Document:
-    document.status = Document.Status.FAILED
+    document.status = DocumentStatus.FAILED
     document.failure_reason = reason
-    document.progress = {"stage": "failed", "done": 0, "total": 0, "eta_seconds": None}
+    document.progress = {"stage": IngestionStage.FAILED, "done": 0, "total": 0, "eta_seconds": None}
     document.save(update_fields=["status", "failure_reason", "progress", "updated_at"])
     logger.info("document %s failed ingestion", document.pk)
     progress_publish(
-        progress_event(document_id=document.pk, status="failed", stage="failed", failure_reason=reason)
+        progress_event(
+            document_id=document.pk,
+            status=DocumentStatus.FAILED,
+            stage=IngestionStage.FAILED,
+            failure_reason=reason,
+        )
     )
     return document

@@ -7,7 +7,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from config import metrics
-from rag.models import Document
+from rag.models import Document, DocumentStatus
 from rag.services import document_ingest, document_mark_failed
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ def ingest_document(document_id: int) -> str:
     if document is None:
         return "missing"
     started = time.perf_counter()
-    state = "failed"
+    state: str = DocumentStatus.FAILED
     try:
         state = document_ingest(document_id=document_id).status
         return state

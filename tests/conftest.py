@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 
 from accounts.roles import Role
 from accounts.services import user_create
+from rag.index import index_models_forget
 from tests.llm_servers import LocalLLMProcess
 
 SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -21,6 +22,13 @@ def make_user(db: None) -> Callable[..., User]:
         return user_create(username=username, role=role, password="not-used-pw-123", validate=False)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def forget_index_models() -> Iterator[None]:
+    """Each test's database starts empty: no process may keep an earlier test's index model."""
+    yield
+    index_models_forget()
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ def embed_existing_titles(apps: StateApps, schema_editor: BaseDatabaseSchemaEdit
     pending = list(Document.objects.filter(title_embedding__isnull=True).only("id", "title"))
     if not pending:
         return  # a fresh database: no model to load
-    from rag.embedding import get_embedder
+    from rag.embedding import load_embedder
 
-    vectors = get_embedder().embed_documents([d.title for d in pending])
+    vectors = load_embedder("minilm").embed_documents([d.title for d in pending])
     for document, vector in zip(pending, vectors, strict=True):
         document.title_embedding = vector
     Document.objects.bulk_update(pending, ["title_embedding"], batch_size=500)

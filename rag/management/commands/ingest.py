@@ -3,8 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from rag.index import embedding_index_check
 from rag.models import Document
 from rag.services import document_create_from_upload, document_ingest
 
@@ -38,6 +40,10 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            embedding_index_check()  # new vectors must be of the model the index holds
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
         wait: bool = options["wait"]
         failed = 0
         for file, source_path in files_under(options["paths"]):

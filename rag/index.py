@@ -1,0 +1,188 @@
+"""Which model's vectors the index holds, and moving it to another model without a gap in search.
+
+The one `EmbeddingIndex` row is the truth: queries are embedded with its `model`, whatever a
+process was configured with, so the swap at the end of `manage.py reembed` reaches every
+running process within INDEX_STATE_TTL seconds, without a restart. POLICYDESK_EMBEDDER says
+which model the index *should* hold: a process refuses to start when the index holds another
+model and no re-embed towards the configured one is under way (`embedding_index_check`).
+
+While a re-embed runs, `target_model` names the new model: it fills `next_embedding` and
+`next_title_embedding` batch by batch (resumable: rows already done are skipped), ingestion
+writes both vectors, and search keeps using `embedding` with the old model. The swap copies
+the new vectors over in one transaction, so readers see the old index or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
+from django.db.models import F
+
+from rag.embedding import MODEL_OF_CHOICE, Embedder, embedder_for_model, get_embedder
+from rag.models import Chunk, Document, EmbeddingIndex
+
+logger = logging.getLogger(__name__)
+INDEX_STATE_TTL = 5.0  # seconds a process trusts its last read of the index's model
+REEMBED_BATCH = 32
+
+
+@dataclass(frozen=True)
+class IndexModels:
+    model: str
+    target_model: str  # "" unless a re-embed is under way
+
+
+_cached: tuple[float, IndexModels] | None = None
+
+
+def index_models(*, fresh: bool = False) -> IndexModels:
+    """The index's model (and target), read at most every INDEX_STATE_TTL seconds.
+
+    An empty index has no row yet; it is then the configured model's (the first vectors
+    written record it).
+    """
+    global _cached
+    now = time.monotonic()
+    if not fresh and _cached is not None and now - _cached[0] < INDEX_STATE_TTL:
+        return _cached[1]
+    row = EmbeddingIndex.objects.order_by("pk").first()
+    models = (
+        IndexModels(row.model, row.target_model)
+        if row is not None
+        else IndexModels(MODEL_OF_CHOICE[settings.EMBEDDER], "")
+    )
+    _cached = (now, models)
+    return models
+
+
+def index_models_forget() -> None:
+    """Read the index's model afresh next time (after a swap made by this process)."""
+    global _cached
+    _cached = None
+
+
+def query_embedder() -> Embedder:
+    """The embedder for questions: the model whose vectors the index holds now."""
+    return embedder_for_model(index_models().model)
+
+
+def vector_column_dimensions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'rag_chunk'::regclass AND attname = 'embedding'"
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def embedding_index_check() -> None:
+    """Raise ImproperlyConfigured when the configured embedder cannot serve this index."""
+    embedder = get_embedder()
+    columns = vector_column_dimensions()
+    if embedder.dimensions != columns:
+        raise ImproperlyConfigured(
+            f"POLICYDESK_EMBEDDER={settings.EMBEDDER} writes {embedder.dimensions}-dimension vectors, "
+            f"but the index's vector columns hold {columns}."
+        )
+    state = index_models(fresh=True)
+    if embedder.name in (state.model, state.target_model):
+        return
+    raise ImproperlyConfigured(
+        f"The search index holds vectors of {state.model}, but POLICYDESK_EMBEDDER={settings.EMBEDDER} "
+        f"embeds with {embedder.name}. Run `manage.py reembed` to re-embed every passage (search keeps "
+        f"working meanwhile), or set POLICYDESK_EMBEDDER back to a {state.model} embedder."
+    )
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def index_record_model(*, model: str, dimensions: int) -> None:
+    """The first vectors written name their model (an empty index has no row yet)."""
+    EmbeddingIndex.objects.get_or_create(pk=1, defaults={"model": model, "dimensions": dimensions})
+
+
+def ingestion_embedders() -> tuple[Embedder, Embedder | None]:
+    """The embedder whose vectors search reads now, and the one a running re-embed moves to."""
+    state = index_models(fresh=True)
+    target = embedder_for_model(state.target_model) if state.target_model else None
+    return embedder_for_model(state.model), target
+
+
+def index_models_locked() -> IndexModels:
+    """The index's models, with the row locked against a swap until this transaction ends."""
+    row = EmbeddingIndex.objects.select_for_update(of=("self",)).order_by("pk").first()
+    if row is None:
+        return IndexModels(MODEL_OF_CHOICE[settings.EMBEDDER], "")
+    return IndexModels(row.model, row.target_model)
+
+
+@dataclass(frozen=True)
+class ReembedProgress:
+    stage: str  # "passages" or "titles"
+    done: int
+    total: int
+
+
+def index_reembed(
+    *, embedder: Embedder, on_progress: Callable[[ReembedProgress], None] = lambda _: None
+) -> str:
+    """Move the index to `embedder`'s model; returns what happened. Safe to stop and run again."""
+    with transaction.atomic():
+        index_record_model(model=embedder.name, dimensions=embedder.dimensions)
+        row = EmbeddingIndex.objects.select_for_update().get(pk=1)
+        if row.model == embedder.name and not row.target_model:
+            return f"the index already holds {embedder.name} vectors"
+        if row.target_model != embedder.name:
+            # A run towards another model was left unfinished: its vectors are of no use now.
+            Chunk.objects.exclude(next_embedding=None).update(next_embedding=None)
+            Document.objects.exclude(next_title_embedding=None).update(next_title_embedding=None)
+            row.target_model = embedder.name
+            row.save(update_fields=["target_model", "updated_at"])
+    _fill_next_vectors(embedder, on_progress)
+    with transaction.atomic():
+        row = EmbeddingIndex.objects.select_for_update().get(pk=1)
+        # Passages stored between the last batch and this lock are embedded here, inside it.
+        _fill_next_vectors(embedder, lambda _: None)
+        Chunk.objects.update(embedding=F("next_embedding"), next_embedding=None)
+        Document.objects.exclude(next_title_embedding=None).update(
+            title_embedding=F("next_title_embedding"), next_title_embedding=None
+        )
+        previous = row.model
+        row.model, row.dimensions, row.target_model = embedder.name, embedder.dimensions, ""
+        row.save(update_fields=["model", "dimensions", "target_model", "updated_at"])
+    index_models_forget()
+    return f"the index moved from {previous} to {embedder.name}"
+
+
+def _fill_next_vectors(embedder: Embedder, on_progress: Callable[[ReembedProgress], None]) -> None:
+    pending = Chunk.objects.filter(next_embedding=None)
+    total, done = pending.count(), 0
+    while batch := list(pending.select_related("document").order_by("pk")[:REEMBED_BATCH]):
+        texts = [_embedding_text(chunk) for chunk in batch]
+        for chunk, vector in zip(batch, embedder.embed_documents(texts), strict=True):
+            chunk.next_embedding = vector
+        Chunk.objects.bulk_update(batch, ["next_embedding"])
+        done += len(batch)
+        on_progress(ReembedProgress("passages", done, max(total, done)))
+    titles = Document.objects.filter(next_title_embedding=None).exclude(title_embedding=None)
+    total, done = titles.count(), 0
+    while documents := list(titles.order_by("pk")[:REEMBED_BATCH]):
+        for document in documents:
+            document.next_title_embedding = embedder.embed_query(document.title)
+        Document.objects.bulk_update(documents, ["next_title_embedding"])
+        done += len(documents)
+        on_progress(ReembedProgress("titles", done, max(total, done)))
+
+
+def _embedding_text(chunk: Chunk) -> str:
+    from rag.chunking import ChunkDraft
+
+    draft = ChunkDraft(chunk.ordinal, chunk.text, chunk.heading_path, chunk.page, chunk.token_count)
+    return draft.embedding_text(chunk.document.title)
