@@ -34,6 +34,7 @@ from chat.prompt import answer_render, citations_check, extractive_answer, promp
 from config import metrics
 from config.tracing import new_id, trace_id_var
 from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, Token, get_gateway
+from privacy.pool import pii_find_pooled
 from privacy.services import Redaction, text_redact, vault_for
 from rag.selectors import RetrievedChunk, retrieve
 from rag.services import release_db_connection
@@ -214,7 +215,7 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
         result = outcome.result
         checked = citations_check(answer=outcome.text, passage_count=len(outcome.passages))
         vault = vault_for(scope=prepared.conversation_id, stored=prepared.placeholders)
-        answer = text_redact(text=checked.text, vault=vault, offload=True) if checked.text else None
+        answer = text_redact(text=checked.text, vault=vault, find=pii_find_pooled) if checked.text else None
         answer_text = answer.text if answer else ""
         citations = _citation_items(outcome.passages, checked.cited)
         html = answer_render(text=answer_text, citation_urls={c["n"]: c["url"] for c in citations})

@@ -34,8 +34,8 @@ def _warm_up() -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.db import DatabaseError
 
+    from privacy.analysis import redaction_warm_up
     from privacy.pool import redaction_pool_start
-    from privacy.services import redaction_warm_up
     from rag.embedding import get_embedder
     from rag.index import embedding_index_check, query_embedder
 

@@ -56,8 +56,8 @@ def _check_embedder() -> str:
 
 
 def _check_redaction() -> str:
+    from privacy.analysis import redaction_loaded
     from privacy.pool import redaction_pool_size
-    from privacy.services import redaction_loaded
 
     if not redaction_loaded():
         raise RuntimeError("the redaction models are not loaded yet")

@@ -7,6 +7,7 @@ retrieval picks the full-text configuration by it (rag/selectors.py).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # Letters that only Vietnamese (among the languages our users write) puts on Latin script.
 _VIETNAMESE_LETTERS = re.compile(
@@ -96,16 +97,30 @@ _WORD = re.compile(r"[^\W\d_]+")
 
 
 def detect_language(text: str) -> str:
-    """'vi' when Vietnamese-only letters make up a noticeable share of the words, else 'en'."""
+    """'vi' for Vietnamese, with or without diacritics ("nghi phep nam duoc bao nhieu ngay"),
+    else 'en'. Vietnamese-only letters making up a noticeable share of the words, or frequent
+    unaccented syllables making up much of the message."""
     words = max(1, len(text.split()))
     marked = len(_VIETNAMESE_LETTERS.findall(text))
-    return "vi" if marked >= 2 and marked / words >= 0.15 else "en"
+    if marked >= 2 and marked / words >= 0.15:
+        return "vi"
+    syllables = [w.lower() for w in _WORD.findall(text)]
+    known = sum(w in _UNACCENTED_SYLLABLES for w in syllables)
+    return "vi" if known >= 2 and known / max(1, len(syllables)) >= 0.4 else "en"
 
 
-def looks_vietnamese(text: str) -> bool:
-    """Vietnamese with or without diacritics ("nghi phep nam duoc bao nhieu ngay")."""
-    if detect_language(text) == "vi":
-        return True
-    words = [w.lower() for w in _WORD.findall(text)]
-    known = sum(w in _UNACCENTED_SYLLABLES for w in words)
-    return known >= 2 and known / max(1, len(words)) >= 0.4
+def fold(text: str) -> str:
+    """Lowercase without diacritics, one character for each of `text`'s: "Nghỉ Phép" and
+    "nghi phep" fold alike (đ → d too), and a span found in the folded text is the same span of
+    the original. A combining mark (text typed in decomposed form) folds to a space."""
+    return "".join(_fold_char(c) for c in text)
+
+
+def _fold_char(char: str) -> str:
+    lowered = char.lower()
+    if lowered == "đ":
+        return "d"
+    if len(lowered) != 1:  # "İ".lower() is two characters
+        return char
+    base = unicodedata.normalize("NFD", lowered)[0]
+    return " " if unicodedata.combining(base) else base

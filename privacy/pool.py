@@ -23,6 +23,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from presidio_analyzer import RecognizerResult
 
+from privacy.analysis import pii_find
+
 logger = logging.getLogger(__name__)
 
 Span = tuple[str, int, int, float]
@@ -42,14 +44,12 @@ def _worker_start() -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
-    from privacy.services import analyzer
+    from privacy.analysis import analyzer
 
     analyzer()
 
 
 def _worker_find(text: str, language: str) -> list[Span]:
-    from privacy.services import pii_find
-
     return [(r.entity_type, r.start, r.end, r.score) for r in pii_find(text=text, language=language)]
 
 
@@ -97,8 +97,6 @@ def redaction_pool_size() -> int:
 
 def pii_find_pooled(*, text: str, language: str) -> list[RecognizerResult]:
     """`pii_find`, run by a worker process when the pool is started."""
-    from privacy.services import pii_find
-
     pool = _pool
     if pool is None:
         return pii_find(text=text, language=language)

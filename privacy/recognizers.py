@@ -26,6 +26,16 @@ from presidio_analyzer.predefined_recognizers import (
     SpacyRecognizer,
 )
 
+from privacy.context import (
+    EMPLOYEE_ID_CONTEXT,
+    EUROPEAN_ADDRESS,
+    VIETNAMESE_ADDRESS,
+    CasedNameRecognizer,
+    LastFirstNameRecognizer,
+    MedicalConditionRecognizer,
+    VietnameseNameRecognizer,
+)
+
 LANGUAGES = ("en", "vi")
 DIGIT_SEP = r"[ .\-]?"
 
@@ -79,7 +89,10 @@ def _not_repeated(value: str) -> bool:
 
 
 def pattern_recognizers(language: str, *, employee_id_pattern: str) -> list[EntityRecognizer]:
-    date = r"\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}(?:st|nd|rd|th)? \w+,? \d{4}|\w+ \d{1,2},? \d{4}"
+    date = (
+        r"\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}(?:st|nd|rd|th)? \w+,? \d{4}|\w+ \d{1,2},? \d{4}"
+        r"|(?:ngày )?\d{1,2} tháng \d{1,2},? (?:năm )?\d{4}"
+    )
     street = (
         r"(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?"
         r"|Way|Place|Pl\.?|Terrace|Parkway|Highway)"
@@ -111,11 +124,17 @@ def pattern_recognizers(language: str, *, employee_id_pattern: str) -> list[Enti
             r"|sinh năm)\s*(?:is|:|là)?\s*(?P<value>" + date + ")",
             language=language,
         ),
+        # A year alone is a birth date only after the words that say so.
+        RegexRecognizer(
+            entity="DATE_OF_BIRTH",
+            pattern=r"\b(?:born in|year of birth|sinh năm|năm sinh)\s*(?::|là)?\s*(?P<value>(?:19|20)\d{2})\b",
+            language=language,
+        ),
         RegexRecognizer(
             entity="LOCATION",
             pattern=r"\b(?P<value>\d{1,6}[A-Z]?(?: [A-Z][a-z]+\.?){1,4} "
             + street
-            + r"(?:,? (?:Apt|Suite|Unit) ?\w+)?)",
+            + r"(?:,? (?:Apt|Suite|Unit|Flat|Floor) ?\w+)?)",
             language=language,
             flags=0,
         ),
@@ -125,9 +144,20 @@ def pattern_recognizers(language: str, *, employee_id_pattern: str) -> list[Enti
             r"(?=,|\.|$| quận| phường| ở| tại)",
             language=language,
         ),
+        RegexRecognizer(entity="LOCATION", pattern=VIETNAMESE_ADDRESS, language=language),
+        RegexRecognizer(entity="LOCATION", pattern=EUROPEAN_ADDRESS, language=language, flags=0),
         RegexRecognizer(
             entity="EMPLOYEE_ID", pattern=employee_id_pattern, language=language, flags=0, score=0.9
         ),
+        RegexRecognizer(
+            entity="EMPLOYEE_ID",
+            pattern=EMPLOYEE_ID_CONTEXT,
+            language=language,
+            name=f"EMPLOYEE_ID_{language}_context",
+        ),
+        MedicalConditionRecognizer(language=language),
+        LastFirstNameRecognizer(language=language),
+        VietnameseNameRecognizer(language=language),
         # Vietnamese numbers. Mobile: 0 + 9 digits (or +84 + 9), grouped any way people type them.
         RegexRecognizer(
             entity="PHONE_NUMBER",
@@ -192,6 +222,11 @@ def presidio_recognizers(language: str) -> list[EntityRecognizer]:
     ]
 
 
+def english_names() -> list[EntityRecognizer]:
+    """English NER plus names in the case NER misses (Vietnamese syllables are not census names)."""
+    return [english_ner(), CasedNameRecognizer(language="en")]
+
+
 def english_ner() -> EntityRecognizer:
     # Only PERSON from the statistical model: its GPE/LOC/ORG tags would redact the cities
     # and departments that policy questions are about. Street addresses come from regexes.
@@ -235,7 +270,7 @@ def _underthesea_ner() -> Callable[[str], list[tuple[str, str, str, str]]]:
 # Honorifics the CRF sometimes folds into a name; they are not part of it.
 _TITLES = {"anh", "chị", "ông", "bà", "em", "cô", "chú", "bác", "bạn", "sếp", "thầy"}
 # Holidays the CRF model reads as names.
-_NOT_NAMES = {"tết", "tết nguyên đán", "trung thu", "quốc khánh"}
+_NOT_NAMES = {"tết", "tết nguyên đán", "trung thu", "quốc khánh", "mã"}
 
 
 _ADDRESS_WORDS = re.compile(r"(?:đường|phố|ngõ|hẻm|số nhà|địa chỉ|phường|quận|xã|huyện)\s*$", re.IGNORECASE)

@@ -16,8 +16,9 @@ not the wording of any one document.
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
+
+from privacy.language import fold
 
 VI_EN: dict[str, str] = {
     # leave and time off
@@ -161,12 +162,6 @@ VI_EN: dict[str, str] = {
     "tối thiểu": "minimum",
     "tối đa": "maximum",
 }
-
-
-def fold(text: str) -> str:
-    """Lowercase without diacritics: "Nghỉ Phép" and "nghi phep" fold alike (đ → d too)."""
-    decomposed = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 @lru_cache(maxsize=1)

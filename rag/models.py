@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Case, When
+from django.db.models import Case, Q, When
 from django.db.models.expressions import CombinedExpression
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HnswIndex, VectorField
@@ -121,6 +121,10 @@ class Chunk(models.Model):
                 opclasses=["vector_cosine_ops"],
             ),
             GinIndex(name="chunk_search_gin", fields=["search_vector"]),
+            # A Vietnamese question's unaccented words are looked up among Vietnamese passages
+            # only; without this index the lookup matched English passages by the thousand
+            # ("may", "tin", "can") and threw them away.
+            GinIndex(name="chunk_search_vi_gin", fields=["search_vector"], condition=Q(lang="vi")),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from django.conf import settings
@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 
-from privacy.language import looks_vietnamese
+from privacy.language import detect_language
 from rag.glossary import english_terms
 from rag.index import query_embedder
 from rag.models import EMBEDDING_DIMENSIONS, SEARCH_CONFIG, VIETNAMESE_SEARCH_CONFIG, Document, DocumentStatus
@@ -25,10 +25,11 @@ CANDIDATES = 40
 # Chicago office", "open source") in words its body rarely repeats.
 # Both weights re-tuned for multilingual-e5-small on the dev part of bench/golden (56
 # questions; English / Vietnamese recall@5): text 0.1-0.3 by title 0-0.4 scanned; title 0:
-# 0.92 / 0.76-0.88, title 0.2: 0.90-0.92 / 0.94-1.00, title 0.4: 0.87-0.90 / 0.94-1.00;
-# text 0.3 with title 0.2 was the only pair at 0.92 / 0.94. The hold-out is scored apart.
+# 0.92 / 0.76-0.88, title 0.2-0.3: 0.90-0.92 / 0.94-1.00, title 0.4: 0.87-0.90 / 0.94-1.00.
+# Text 0.3 with title 0.2 or 0.25 were the pairs at 0.92 / 0.94; 0.25 had the higher MRR
+# (0.76). The title signal now mostly serves Vietnamese questions. The hold-out is scored apart.
 TEXT_WEIGHT = 0.3
-TITLE_WEIGHT = 0.2
+TITLE_WEIGHT = 0.25
 TITLE_CANDIDATES = 20
 TEXT_SCAN_LIMIT = 1500
 Mode = Literal["hybrid", "vector", "text"]
@@ -96,26 +97,29 @@ query AS (
              THEN replace(websearch_to_tsquery('{VIETNAMESE_SEARCH_CONFIG}', %(query)s)::text, ' & ', ' | ')::tsquery
              ELSE ''::tsquery END AS vi
 ),
+text_matches AS (
+    -- Bounded: OR-ed common words can match most of a large corpus, and ranking every match
+    -- dominated latency at 100k chunks. At most TEXT_SCAN_LIMIT matches of each part are ranked.
+    (
+        SELECT c.id, ts_rank_cd(c.search_vector, query.en, 32) AS score
+        FROM rag_chunk c, query
+        WHERE %(use_text)s AND query.en::text <> '' AND c.search_vector @@ query.en
+          AND c.document_id IN (SELECT id FROM visible)
+        LIMIT {TEXT_SCAN_LIMIT}
+    )
+    UNION ALL
+    (
+        SELECT c.id, ts_rank_cd(c.search_vector, query.en || query.vi, 32) AS score
+        FROM rag_chunk c, query
+        WHERE %(use_text)s AND query.vi::text <> '' AND c.lang = 'vi' AND c.search_vector @@ query.vi
+          AND c.document_id IN (SELECT id FROM visible)
+        LIMIT {TEXT_SCAN_LIMIT}
+    )
+),
 text_hits AS (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM (
-        SELECT m.id,
-               ts_rank_cd(m.search_vector, CASE WHEN m.lang = 'vi' THEN query.en || query.vi ELSE query.en END, 32)
-                 AS score
-        FROM (
-            -- Bounded: OR-ed common words can match most of a large corpus, and ranking every
-            -- match dominated latency at 100k chunks. At most TEXT_SCAN_LIMIT matches are ranked.
-            SELECT c.id, c.search_vector, c.lang
-            FROM rag_chunk c, query
-            WHERE %(use_text)s
-              AND (
-                (query.en::text <> '' AND c.search_vector @@ query.en)
-                OR (c.lang = 'vi' AND query.vi::text <> '' AND c.search_vector @@ query.vi)
-              )
-              AND c.document_id IN (SELECT id FROM visible)
-            LIMIT {TEXT_SCAN_LIMIT}
-        ) m, query
-        ORDER BY score DESC, m.id
+        SELECT id, max(score) AS score FROM text_matches GROUP BY id ORDER BY score DESC, id
         LIMIT %(candidates)s
     ) matched
 ),
@@ -151,17 +155,33 @@ def retrieve(
     hybrid mode a candidate's document also scores by how near its title is to the question.
     A user of None or an anonymous user sees only documents open to everyone.
     """
+    rows = _run_retrieval(_retrieval_params(query=query, user=user, k=k, mode=mode))
+    return [RetrievedChunk(*row) for row in rows]
+
+
+def retrieval_plan(
+    *, query: str, user: AbstractBaseUser | AnonymousUser | None, k: int | None = None, mode: Mode = "hybrid"
+) -> str:
+    """EXPLAIN ANALYZE of the retrieval query for `query` (bench/retrieval_scale.py --explain)."""
+    params = _retrieval_params(query=query, user=user, k=k, mode=mode)
+    return "\n".join(row[0] for row in _run_retrieval(params, explain=True))
+
+
+def _retrieval_params(
+    *, query: str, user: AbstractBaseUser | AnonymousUser | None, k: int | None, mode: Mode
+) -> dict[str, Any]:
     k = k or settings.RETRIEVAL_K
-    vietnamese = looks_vietnamese(query)
+    vietnamese = detect_language(query) == "vi"
     # A Vietnamese question also searches with the English words of its policy terms.
     terms = english_terms(query) if vietnamese else ""
     embedding = _question_vector(query, terms) if mode != "text" else [0.0] * EMBEDDING_DIMENSIONS
-    user_id = user.pk if user is not None and user.is_authenticated else None
-    params = {
-        "user_id": user_id,
+    return {
+        "user_id": user.pk if user is not None and user.is_authenticated else None,
         "embedding": "[" + ",".join(f"{x:.7f}" for x in embedding) + "]",
         "query": query,
-        "english_query": f"{query} {terms}" if terms else query,
+        # English passages are searched with the glossary's words only: the Vietnamese words
+        # match no English stem, and each word OR-ed in made ranking 1,500 matches slower.
+        "english_query": terms if vietnamese else query,
         "vietnamese": vietnamese,
         "candidates": max(CANDIDATES, k),
         "limit": k,
@@ -169,17 +189,16 @@ def retrieve(
         "use_text": mode in ("hybrid", "text"),
         "use_title": mode == "hybrid",
     }
+
+
+def _run_retrieval(params: dict[str, Any], *, explain: bool = False) -> list[tuple[Any, ...]]:
     with transaction.atomic(), connection.cursor() as cursor:
         # SET LOCAL: scoped to this transaction, so pooled connections keep their defaults.
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(settings.HNSW_EF_SEARCH)])
         # Keep scanning the graph until enough rows pass the access filter (pgvector >= 0.8).
         cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        # JIT compilation pays off for long analytic queries, not for this one: at 100k chunks the
-        # planner's estimates crossed jit_above_cost and some questions spent ~300 ms compiling.
-        cursor.execute("SELECT set_config('jit', 'off', true)")
-        cursor.execute(HYBRID_SQL, params)
-        rows = cursor.fetchall()
-    return [RetrievedChunk(*row) for row in rows]
+        cursor.execute(("EXPLAIN (ANALYZE, BUFFERS) " if explain else "") + HYBRID_SQL, params)
+        return cursor.fetchall()
 
 
 def _question_vector(query: str, terms: str) -> list[float]:

@@ -22,8 +22,8 @@ from django.test.utils import override_settings
 from config.embedded import free_port
 from config.logs import JsonFormatter, TraceFilter
 from llm.config import BackendConfig
+from privacy.analysis import redaction_warm_up
 from privacy.logging import RedactingFilter
-from privacy.services import redaction_warm_up
 from rag.embedding import get_embedder
 from tests.llm_servers import LocalLLMProcess
 from tests.rag_helpers import ingest_bytes

@@ -12,9 +12,11 @@ import psutil
 import pytest
 from django.core.management import call_command
 
+from privacy.analysis import analyzer
+from privacy.language import detect_language
 from privacy.logging import RedactingFilter
-from privacy.pool import redaction_pool_size, redaction_pool_start, redaction_pool_stop
-from privacy.services import PlaceholderVault, analyzer, detect_language, text_redact, vault_for
+from privacy.pool import pii_find_pooled, redaction_pool_size, redaction_pool_start, redaction_pool_stop
+from privacy.services import PlaceholderVault, text_redact, vault_for
 
 CASES = Path(__file__).resolve().parent.parent / "privacy" / "cases" / "redaction-cases.jsonl"
 
@@ -155,20 +157,26 @@ def test_answers_are_redacted_in_a_worker_process_and_a_killed_worker_is_replace
     try:
         assert redaction_pool_size() == 1
         [worker] = _redaction_workers()
-        pooled = text_redact(text=text, vault=PlaceholderVault(scope="pool"), offload=True)
+        pooled = text_redact(text=text, vault=PlaceholderVault(scope="pool"), find=pii_find_pooled)
         assert pooled.text == inline.text
         assert pooled.counts == {"PERSON": 1, "PHONE_NUMBER": 1, "EMAIL_ADDRESS": 1}
 
         worker.kill()
         worker.wait(10)
         # The answer in flight is redacted here instead; nothing goes out in clear.
-        assert text_redact(text=text, vault=PlaceholderVault(scope="pool"), offload=True).text == inline.text
+        assert (
+            text_redact(text=text, vault=PlaceholderVault(scope="pool"), find=pii_find_pooled).text
+            == inline.text
+        )
         deadline = time.monotonic() + 60
         while not (redaction_pool_size() == 1 and _redaction_workers()) and time.monotonic() < deadline:
             time.sleep(0.2)
         [replacement] = _redaction_workers()
         assert replacement.pid != worker.pid
-        assert text_redact(text=text, vault=PlaceholderVault(scope="pool"), offload=True).text == inline.text
+        assert (
+            text_redact(text=text, vault=PlaceholderVault(scope="pool"), find=pii_find_pooled).text
+            == inline.text
+        )
     finally:
         redaction_pool_stop()
     assert redaction_pool_size() == 0 and not _redaction_workers()

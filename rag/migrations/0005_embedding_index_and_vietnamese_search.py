@@ -101,4 +101,10 @@ class Migration(migrations.Migration):
             model_name="chunk",
             index=django.contrib.postgres.indexes.GinIndex(fields=["search_vector"], name="chunk_search_gin"),
         ),
+        migrations.AddIndex(
+            model_name="chunk",
+            index=django.contrib.postgres.indexes.GinIndex(
+                condition=models.Q(("lang", "vi")), fields=["search_vector"], name="chunk_search_vi_gin"
+            ),
+        ),
     ]
