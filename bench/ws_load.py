@@ -100,7 +100,16 @@ def start_daphnes(env: dict[str, str], count: int) -> list[tuple[subprocess.Pope
     processes = []
     for i in range(count):
         port = 8101 + i
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "config.daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ]
         processes.append((subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL), port))
     for _, port in processes:
         deadline = time.monotonic() + 60

@@ -31,10 +31,14 @@ from chat.services import (
 )
 from config import metrics
 from config.tracing import new_id, trace_id_var
+from privacy.services import placeholders_restore, placeholders_restore_html
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 logger = logging.getLogger(__name__)
+
+
+MAX_PLACEHOLDER = 40  # "<EMPLOYEE_ID_123>" and the longest entity names fit
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -42,6 +46,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Tokens that arrived in one turn of the event loop, sent as one frame when it yields.
     pending_tokens: list[str]
     flush_task: asyncio.Task[None] | None = None
+    # Conversation id → placeholder → what this user typed, for this socket's lifetime only:
+    # the asker sees their own words where the model echoes a placeholder (never stored).
+    restorations: dict[str, dict[str, str]]
+    # The conversation being answered, and a streamed tail that may be half a placeholder.
+    answering: str = ""
+    held_back: str = ""
     # The last permission answer from the database, and when it was read (loop time).
     permitted: bool = False
     permission_read_at: float | None = None
@@ -54,6 +64,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         self.pending_tokens = []
+        self.restorations = {}
         self.counted = metrics.enabled()
         if self.counted:
             metrics.WEBSOCKETS.inc()
@@ -122,8 +133,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 if isinstance(event, TokenOut):
                     self._queue_token(event.text)
                     continue
-                await self._flush_tokens()  # frames keep the order of events
-                await self.send_json(self._serialise(event))
+                await self._flush_tokens(final=True)  # frames keep the order of events
+                if isinstance(event, Started):
+                    self.answering = event.conversation_id
+                    self.restorations.setdefault(event.conversation_id, {}).update(event.restorations)
+                await self.send_json(self._restore(self._serialise(event)))
         except AskError as exc:
             await self.send_error(exc.code, exc.message)
         except asyncio.CancelledError:
@@ -140,11 +154,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.flush_task = asyncio.get_running_loop().create_task(self._flush_tokens())
         self.pending_tokens.append(text)
 
-    async def _flush_tokens(self) -> None:
-        if not self.pending_tokens:
-            return
-        text, self.pending_tokens = "".join(self.pending_tokens), []
-        await self.send_json({"type": "token", "text": text})
+    async def _flush_tokens(self, *, final: bool = False) -> None:
+        text, self.pending_tokens = self.held_back + "".join(self.pending_tokens), []
+        self.held_back = ""
+        if not final:
+            # "<PERS" may be completed by the next tokens: hold it back until it is.
+            start = text.rfind("<")
+            if start != -1 and ">" not in text[start:] and len(text) - start <= MAX_PLACEHOLDER:
+                text, self.held_back = text[:start], text[start:]
+        if text:
+            await self.send_json({"type": "token", "text": self._restored(text)})
+
+    def _restored(self, text: str) -> str:
+        return placeholders_restore(text=text, restorations=self.restorations.get(self.answering, {}))
+
+    def _restore(self, content: dict[str, Any]) -> dict[str, Any]:
+        if content.get("type") == "done" and content.get("html"):
+            mapping = self.restorations.get(content.get("conversation_id", ""), {})
+            content["html"] = placeholders_restore_html(html=content["html"], restorations=mapping)
+        return content
 
     @staticmethod
     def _serialise(event: Started | HandoverOut | CitationsOut | Done) -> dict[str, Any]:

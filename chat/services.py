@@ -70,6 +70,8 @@ class AskError(Exception):
 class Started:
     conversation_id: str
     message_id: str
+    # The question's placeholders → what the user typed: for their own socket only, never sent.
+    restorations: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,16 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
         release_db_connection()  # nothing holds a connection while the LLM streams
 
 
+def _loggable_id(value: str | None) -> str | None:
+    """A client-supplied id as it may appear in a log: a UUID, or "invalid", never the text."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return "invalid"
+
+
 def _conversation_for(*, user: User, conversation_id: str | None) -> Conversation:
     if not conversation_id:
         return Conversation.objects.create(user=user)
@@ -215,7 +227,13 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
         result = outcome.result
         checked = citations_check(answer=outcome.text, passage_count=len(outcome.passages))
         vault = vault_for(scope=prepared.conversation_id, stored=prepared.placeholders)
-        answer = text_redact(text=checked.text, vault=vault, find=pii_find_pooled) if checked.text else None
+        # Policy text the answer quotes (a contact address, a form's name) stays readable.
+        passages = [p.text for p in outcome.passages]
+        answer = (
+            text_redact(text=checked.text, vault=vault, find=pii_find_pooled, documents=passages)
+            if checked.text
+            else None
+        )
         answer_text = answer.text if answer else ""
         citations = _citation_items(outcome.passages, checked.cited)
         html = answer_render(text=answer_text, citation_urls={c["n"]: c["url"] for c in citations})
@@ -259,6 +277,7 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
                 latencies=timings,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
+                detail={"document_text_kept": answer.kept_as_document if answer else 0},
             )
         logger.info(
             "answer stored",
@@ -323,7 +342,10 @@ async def question_answer(
     received = time.perf_counter()
     if not trace_id_var.get():
         trace_id_var.set(new_id())  # `manage.py ask`; the consumer sets one per question
-    logger.info("question received", extra={"chars": len(question), "conversation_id": conversation_id})
+    # The conversation id comes from the client: logged only when it is one.
+    logger.info(
+        "question received", extra={"chars": len(question), "conversation_id": _loggable_id(conversation_id)}
+    )
     question = question.strip()
     if not question:
         raise AskError("bad_request", "The question is empty.")
@@ -332,7 +354,11 @@ async def question_answer(
     prepared = await sync_to_async(_prepare, thread_sensitive=False, executor=_prepare_threads)(
         user=user, question=question, conversation_id=conversation_id
     )
-    yield Started(conversation_id=prepared.conversation_id, message_id=prepared.message_id)
+    yield Started(
+        conversation_id=prepared.conversation_id,
+        message_id=prepared.message_id,
+        restorations=prepared.question.restorations,
+    )
 
     started = time.perf_counter()
     prompt = prompt_build(

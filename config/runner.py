@@ -53,7 +53,7 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         _manage("reembed", env=env)
         _manage("seed_demo", env=env)
         commands = [
-            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "config.asgi:application"],
+            [sys.executable, "-m", "config.daphne", "-b", host, "-p", port, "config.asgi:application"],
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingestion,housekeeping",
              "--concurrency", "1", "--loglevel", "INFO"],
             [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ class Tally:
     caught: int = 0
     over_redactions: int = 0
     latencies: list[float] = field(default_factory=list)
+    # entity → [values caught, values labelled]
     by_type: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    # entity the engine gave a span → [spans on a labelled value, spans]
+    spans_by_type: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     leaked: list[dict[str, str]] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
@@ -27,6 +31,7 @@ class Tally:
             "messages": self.messages,
             "values": self.values,
             "recall": round(self.caught / self.values, 4) if self.values else None,
+            "precision": _precision(self.spans_by_type.values()),
             "leaked": self.values - self.caught,
             "over_redaction_per_100": round(100 * self.over_redactions / max(1, self.messages), 2),
             "latency_ms": {
@@ -34,10 +39,27 @@ class Tally:
                 "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
             },
             "by_type": {
-                kind: {"recall": round(caught / total, 4), "values": total}
-                for kind, (caught, total) in sorted(self.by_type.items())
+                kind: {
+                    "recall": round(caught / total, 4) if total else None,
+                    "values": total,
+                    "precision": _precision([self.spans_by_type[kind]])
+                    if kind in self.spans_by_type
+                    else None,
+                    "spans": self.spans_by_type[kind][1] if kind in self.spans_by_type else 0,
+                }
+                for kind, (caught, total) in sorted(
+                    {**{k: [0, 0] for k in self.spans_by_type}, **self.by_type}.items()
+                )
             },
         }
+
+
+def _precision(tallies: Iterable[list[int]]) -> float | None:
+    """Redacted spans that cover a labelled value, of all redacted spans (a false positive is a
+    span on text nobody labelled)."""
+    right = sum(t[0] for t in tallies)
+    total = sum(t[1] for t in tallies)
+    return round(right / total, 4) if total else None
 
 
 def read_cases(path: Path) -> list[dict[str, Any]]:
@@ -53,7 +75,7 @@ def read_cases(path: Path) -> list[dict[str, Any]]:
 
 
 def _score(
-    tally: Tally, case: dict[str, Any], redacted: str, spans: list[tuple[int, int]], ms: float
+    tally: Tally, case: dict[str, Any], redacted: str, spans: list[tuple[int, int, str]], ms: float
 ) -> None:
     text = case["text"]
     tally.messages += 1
@@ -71,7 +93,11 @@ def _score(
         start = text.find(value)
         if start >= 0:
             listed.append((start, start + len(value)))
-    tally.over_redactions += sum(1 for s, e in spans if not any(s < le and e > ls for ls, le in listed))
+    for start, end, entity in spans:
+        on_a_value = any(start < le and end > ls for ls, le in listed)
+        tally.over_redactions += not on_a_value
+        tally.spans_by_type[entity][0] += on_a_value
+        tally.spans_by_type[entity][1] += 1
 
 
 def redaction_evaluate(*, cases: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Log calls carry ids and measurements, never message text; this filter catches the mistake
 (an exception message quoting user input, a third-party library logging a payload). It uses
-the pattern recognizers only: running NER on every log line would cost more than it saves.
+the recognizers' own regexes (privacy.recognizers.scrub_patterns), not a second copy of them;
+running NER on every log line would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -11,25 +12,14 @@ import logging
 import re
 from functools import cache
 
-_PATTERNS = [
-    ("EMAIL_ADDRESS", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
-    ("CREDIT_CARD", r"\b(?:\d[ -]?){13,19}\b"),
-    ("US_SSN", r"\b\d{3}-\d{2}-\d{4}\b"),
-    ("IBAN_CODE", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,4})?\b"),
-    # International (+…) or trunk-prefixed (0…) numbers, and US (415) 555-0132 style.
-    ("PHONE_NUMBER", r"(?<![\w+])(?:\+\d{1,3}[ .\-]?\d{2,4}|0\d{2,3})(?:[ .\-]?\d{2,4}){2,3}(?!\d)"),
-    ("PHONE_NUMBER", r"(?<!\d)\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}(?!\d)"),
-    ("VN_ID", r"\b\d{9}(?:\d{3})?\b"),
-]
-
 
 @cache
 def _combined() -> list[tuple[str, re.Pattern[str]]]:
     from django.conf import settings
 
-    patterns = [(name, re.compile(p)) for name, p in _PATTERNS]
-    patterns.insert(0, ("EMPLOYEE_ID", re.compile(settings.EMPLOYEE_ID_PATTERN)))
-    return patterns
+    from privacy.recognizers import scrub_patterns
+
+    return scrub_patterns(employee_id_pattern=settings.EMPLOYEE_ID_PATTERN)
 
 
 def scrub(text: str) -> str:

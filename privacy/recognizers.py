@@ -165,6 +165,13 @@ def pattern_recognizers(language: str, *, employee_id_pattern: str) -> list[Enti
             language=language,
             score=0.9,
         ),
+        # North American numbers written (415) 555-0132 or 415.555.0132.
+        RegexRecognizer(
+            entity="PHONE_NUMBER",
+            pattern=r"(?<![\w+])\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}(?!\d)",
+            language=language,
+            score=0.6,
+        ),
         # International numbers phonenumbers rejects as unallocated (fictional 07700 900xxx).
         RegexRecognizer(
             entity="PHONE_NUMBER",
@@ -191,6 +198,28 @@ def pattern_recognizers(language: str, *, employee_id_pattern: str) -> list[Enti
             language=language,
         ),
     ]
+
+
+def scrub_patterns(*, employee_id_pattern: str) -> list[tuple[str, re.Pattern[str]]]:
+    """The recognizers' regexes, for the logging filter (privacy/logging.py): what a log line
+    could carry by mistake is found by the same patterns as in messages, without validators and
+    without NER (too slow for every log line)."""
+    ours = [
+        (r.supported_entities[0], r.regex)
+        for r in pattern_recognizers("en", employee_id_pattern=employee_id_pattern)
+        if isinstance(r, RegexRecognizer)
+    ]
+    presidio = [
+        (entity, re.compile(pattern.regex, re.IGNORECASE))
+        for entity, recognizer in (
+            ("EMAIL_ADDRESS", EmailRecognizer),
+            ("CREDIT_CARD", CreditCardRecognizer),
+            ("IBAN_CODE", IbanRecognizer),
+            ("IP_ADDRESS", IpRecognizer),
+        )
+        for pattern in recognizer.PATTERNS
+    ]
+    return presidio + ours
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -324,8 +353,12 @@ class VietnameseNerRecognizer(EntityRecognizer):
 
     @staticmethod
     def _is_address(text: str, start: int, end: int) -> bool:
-        """An address word before it ("ở phường …"), or a house number then a capitalised name."""
+        """An address word before it ("ở phường …"), a house number then a capitalised name, or
+        two administrative units ("phường 7, quận 10"); one alone ("văn phòng ở quận 1") is where
+        an office is, not somebody's home."""
         span = text[start:end]
         return bool(
-            _ADDRESS_WORDS.search(text[:start]) or _HOUSE_NUMBER.match(span) or _ADDRESS_START.match(span)
+            _ADDRESS_WORDS.search(text[:start])
+            or _HOUSE_NUMBER.match(span)
+            or (_ADDRESS_START.match(span) and "," in span)
         )

@@ -14,7 +14,9 @@ import re
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +31,10 @@ class PlaceholderVault:
 
     scope: str
     mapping: dict[str, str] = field(default_factory=dict)
+
+    def knows(self, entity: str, value: str) -> bool:
+        """Whether `value` was redacted earlier in this conversation (by the user, say)."""
+        return self._digest(entity, value) in self.mapping
 
     def placeholder(self, entity: str, value: str) -> str:
         digest = self._digest(entity, value)
@@ -63,8 +69,14 @@ class Redaction:
     language: str
     counts: dict[str, int]
     latency_ms: float
-    # Where the replaced values were in the original text (positions only, never the values).
-    spans: tuple[tuple[int, int], ...] = ()
+    # Where the replaced values were in the original text and what each was (start, end,
+    # entity): positions and types only, never the values.
+    spans: tuple[tuple[int, int, str], ...] = ()
+    # Values found in the text but left as they are: document content (see text_redact).
+    kept_as_document: int = 0
+    # Placeholder → the value it replaced, for showing the asker their own words on their own
+    # socket (chat/consumers.py). Process memory only: never stored, logged or sent on.
+    restorations: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def found(self) -> int:
@@ -77,21 +89,36 @@ def text_redact(
     vault: PlaceholderVault | None = None,
     language: str | None = None,
     find: SpanFinder = pii_find,
+    documents: Sequence[str] = (),
 ) -> Redaction:
-    """`find`: privacy.pool's `pii_find_pooled` analyses in a redaction process when this
-    process runs a pool; for long texts off the time-to-first-token path, such as answers."""
+    """The text with each PII value replaced by its conversation placeholder.
+
+    `documents`: the passages an answer was written from. A value found in the answer that
+    stands verbatim in one of them is document content (a help-desk address, a form's name the
+    NER reads as a person) and is kept, unless the conversation redacted that same value before
+    (the user typed it as theirs). Values the model made up appear in no passage: redacted.
+    `find`: privacy.pool's `pii_find_pooled` analyses in a redaction process when this
+    process runs a pool; for long texts off the time-to-first-token path, such as answers.
+    """
     started = time.perf_counter()
     language = language or detect_language(text)
     vault = vault or PlaceholderVault(scope="one-off")
     if not text.strip():
         return Redaction(text=text, language=language, counts={}, latency_ms=0.0)
-    spans = find(text=text, language=language)
     counts: Counter[str] = Counter()
-    pieces, cursor = [], 0
-    for span in spans:
+    restorations: dict[str, str] = {}
+    pieces, cursor, replaced, kept = [], 0, [], 0
+    for span in find(text=text, language=language):
+        value = text[span.start : span.end]
+        if documents and not vault.knows(span.entity_type, value) and any(value in d for d in documents):
+            kept += 1
+            continue
         pieces.append(text[cursor : span.start])
-        pieces.append(vault.placeholder(span.entity_type, text[span.start : span.end]))
+        placeholder = vault.placeholder(span.entity_type, value)
+        restorations.setdefault(placeholder, value)
+        pieces.append(placeholder)
         counts[span.entity_type] += 1
+        replaced.append((span.start, span.end, span.entity_type))
         cursor = span.end
     pieces.append(text[cursor:])
     return Redaction(
@@ -99,8 +126,28 @@ def text_redact(
         language=language,
         counts=dict(counts),
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
-        spans=tuple((span.start, span.end) for span in spans),
+        spans=tuple(replaced),
+        kept_as_document=kept,
+        restorations=restorations,
     )
+
+
+_PLACEHOLDER_IN_HTML = re.compile(r"&lt;([A-Z_]+_\d+)(?:>|&gt;)")
+
+
+def placeholders_restore(*, text: str, restorations: dict[str, str]) -> str:
+    """Placeholders back to the values they replaced, where `restorations` knows them."""
+    return PLACEHOLDER.sub(lambda m: restorations.get(m.group(0), m.group(0)), text)
+
+
+def placeholders_restore_html(*, html: str, restorations: dict[str, str]) -> str:
+    """The same in rendered HTML, where a placeholder is escaped text; values are escaped too."""
+
+    def value(match: re.Match[str]) -> str:
+        restored = restorations.get(f"<{match.group(1)}>")
+        return escape(restored) if restored is not None else match.group(0)
+
+    return _PLACEHOLDER_IN_HTML.sub(value, html)
 
 
 def count_placeholders(text: str) -> dict[str, int]:

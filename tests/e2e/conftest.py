@@ -132,7 +132,7 @@ def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactor
         log = (ARTIFACTS / "server.log").open("wb")
         app.processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+                [sys.executable, "-m", "config.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         )  # fmt: skip
