@@ -74,7 +74,7 @@ async def test_the_askers_own_words_come_back_on_their_socket_only(
     assert "Margaret Thornbury" in streamed[-1]["html"]
     assert "Margaret" not in str(seen_by_other) and "&lt;PERSON_1&gt;" in seen_by_other[-1]["html"]
     # Stored and sent upstream with the placeholder only.
-    stored = await sync_to_async(list)(Message.objects.values_list("text", flat=True))
+    stored: list[str] = await sync_to_async(lambda: list(Message.objects.values_list("text", flat=True)))()
     assert not any("Margaret" in text for text in stored)
     assert all("Margaret" not in r.body.decode() for r in server.http.requests)
 
