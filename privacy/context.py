@@ -135,34 +135,55 @@ def _adjacent(text: str, left: tuple[int, int], right: tuple[int, int]) -> bool:
     return bool(gap) and not gap.strip(" \t")
 
 
+# A role just before a capitalised name introduces a person whatever the name's origin:
+# "(Manager: Haruto Sato)", "my colleague Ines Duarte".
+_ROLE_BEFORE = re.compile(
+    r"\b(?:manager|colleague|co-?worker|boss|supervisor|lead|director|assistant|approver|contact|"
+    r"mr|mrs|ms|miss|dr|prof)\.?\s*(?:is|was|:|,)?\s*$",
+    re.IGNORECASE,
+)
+
+
 class CasedNameRecognizer(_FoldedRecognizer):
-    """English-style names the NER misses because of their case: "margaret thornbury",
-    "JONATHAN PIERCE". A known given name (census list, everyday words removed) followed by
-    one or two words of the same case that are not function words."""
+    """English-style names the NER misses: "margaret thornbury", "JONATHAN PIERCE",
+    "Lars-Erik Nyström", "(Manager: Haruto Sato)". A known given name (census list, everyday
+    words removed; a hyphenated one by its first part), or any capitalised word after a role
+    ("manager", "Dr."), followed by one or two words of the same case that are not function
+    words."""
 
     def __init__(self, *, language: str) -> None:
         super().__init__(entity="PERSON", language=language, name="cased_names")
 
     def spans(self, text: str, folded: str) -> list[tuple[int, int]]:
-        names = first_names()
         words = [m.span() for m in _WORD.finditer(text)]
         found: list[tuple[int, int]] = []
         i = 0
         while i < len(words) - 1:
-            first = text[slice(*words[i])]
-            shape, last = _shape(first), i
-            if shape in ("lower", "upper") and first.lower() in names and first.lower() not in NAME_STOPWORDS:
-                while (
-                    last + 1 < len(words) and last - i < 2 and _adjacent(text, words[last], words[last + 1])
-                ):
-                    word = text[slice(*words[last + 1])]
-                    if _shape(word) != shape or word.lower() in NAME_STOPWORDS or len(word) < 2:
-                        break
-                    last += 1
+            last = self._name_end(text, words, i)
             if last > i:
                 found.append((words[i][0], words[last][1]))
             i = last + 1
         return found
+
+    @staticmethod
+    def _name_end(text: str, words: list[tuple[int, int]], i: int) -> int:
+        """The index of a name's last word when a name starts at words[i], else i."""
+        first = text[slice(*words[i])]
+        shape = _shape(first)
+        lowered = first.lower()
+        known = lowered not in NAME_STOPWORDS and (
+            lowered in first_names() or any(part in first_names() for part in lowered.split("-"))
+        )
+        after_role = shape == "title" and bool(_ROLE_BEFORE.search(text[: words[i][0]]))
+        if shape == "mixed" or not (known or after_role):
+            return i
+        last = i
+        while last + 1 < len(words) and last - i < 2 and _adjacent(text, words[last], words[last + 1]):
+            word = text[slice(*words[last + 1])]
+            if _shape(word) != shape or word.lower() in NAME_STOPWORDS or len(word) < 2:
+                break
+            last += 1
+        return last
 
 
 _LAST_FIRST = re.compile(

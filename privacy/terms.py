@@ -315,6 +315,14 @@ VIETNAMESE_PLACES = frozenset(
 # Given names that are also everyday English words: a lowercase "may" or "will" is not a name.
 AMBIGUOUS_FIRST_NAMES = frozenset(
     [
+        "chase",
+        "hunter",
+        "ginger",
+        "pearl",
+        "ruby",
+        "iris",
+        "lily",
+        "daisy",
         "will",
         "may",
         "mark",

@@ -6,8 +6,11 @@ sent are searched for each raw value."""
 from __future__ import annotations
 
 import io
+import json
 import logging
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +19,15 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 
+from accounts.roles import Role
 from llm.config import BackendConfig
 from privacy.logging import RedactingFilter
+from privacy.services import text_redact
 from tests.llm_servers import LocalLLMProcess, RecordingProxy
 from tests.rag_helpers import ingest_bytes
-from tests.test_chat import LEAVE_POLICY, ask, backends, socket_for, until
+from tests.test_chat import LEAVE_POLICY, ask, backends, fake, fake_backend, socket_for, until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -68,7 +73,11 @@ def _database_hits(value: str) -> list[str]:
                  AND data_type IN ('text', 'character varying', 'json', 'jsonb', 'character')"""
         )
         for table, column in cursor.fetchall():
-            cursor.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}"::text LIKE %s', [f"%{value}%"])  # noqa: S608
+            # Hex digests (hash chain, HMAC keys of placeholders) hold no text but can hold "1992".
+            cursor.execute(
+                f"""SELECT count(*) FROM "{table}" WHERE regexp_replace("{column}"::text, '[0-9a-f]{{32,}}', '', 'g') LIKE %s""",  # noqa: S608
+                [f"%{value}%"],
+            )
             if cursor.fetchone()[0]:
                 hits.append(f"{table}.{column}")
     return hits
@@ -133,3 +142,58 @@ async def test_no_raw_pii_reaches_the_database_redis_logs_or_the_model(
         if where:
             leaks[value] = where
     assert leaks == {}
+
+
+HOLDOUT = Path(__file__).resolve().parent.parent / "privacy" / "cases" / "holdout.jsonl"
+
+
+async def test_the_holdout_messages_leave_no_value_behind_that_redaction_found(
+    make_user: Callable[..., User], captured_logs: tuple[io.StringIO, io.StringIO]
+) -> None:
+    """Every hold-out message (privacy/cases/holdout.jsonl) asked, one in four also sent as a
+    feedback comment, one as a conversation title; then the database, Redis, the logs, the model's
+    requests and the auditor's CSV export are searched for each labelled value. A value may only
+    be found where the recognizers themselves miss it in that message (their recall is reported
+    by `evaluate_redaction`): no path of the pipeline may bypass redaction."""
+    cases = [json.loads(line) for line in HOLDOUT.read_text().splitlines() if line.strip()]
+    await sync_to_async(ingest_bytes)(LEAVE_POLICY, "leave-policy.md")
+    user = await sync_to_async(make_user)("holdout")
+    auditor = await sync_to_async(make_user)("auditor", Role.AUDITOR)
+    with override_settings(CHAT_RATE_LIMIT_PER_MINUTE=1000):
+        async with fake(text="You get 20 days of annual leave [1].", tokens_per_second=2000) as server:
+            async with backends(fake_backend(server.http.url + "/v1")), socket_for(user) as ws:
+                for n, case in enumerate(cases):
+                    await ask(ws, case["text"])
+                    done = (await until(ws, "done"))[-1]
+                    if n % 4 == 0:
+                        comment = {"type": "feedback", "message_id": done["message_id"], "value": -1}
+                        await ws.send_json_to({**comment, "comment": case["text"]})
+                        await until(ws, "feedback_saved")
+            sent_to_model = "\n".join(r.body.decode() for r in server.http.requests)
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    await sync_to_async(client.post)(f"/chat/{done['conversation_id']}/rename/", {"title": cases[1]["text"]})
+    await sync_to_async(client.force_login)(auditor)
+    export = await sync_to_async(lambda: b"".join(client.get("/audit/export.csv").streaming_content))()
+    export = re.sub(rb"[0-9a-f]{32,}", b"", export)  # hash columns, as in _database_hits
+    await sync_to_async(lambda: connection.close())()
+
+    raw_logs, filtered_logs = (buffer.getvalue() for buffer in captured_logs)
+    missed_by_recognizers = {
+        item["value"]
+        for case in cases
+        for item in case["pii"]
+        if item["value"] in text_redact(text=case["text"]).text
+    }
+    leaks = {}
+    for value in {item["value"] for case in cases for item in case["pii"]}:
+        where = await sync_to_async(_database_hits)(value)
+        where += [f"redis:{key}" for key in await sync_to_async(_redis_hits)(value)]
+        where += ["llm request"] * (value in sent_to_model) + ["logs"] * (value in raw_logs + filtered_logs)
+        where += ["csv export"] * (value.encode() in export)
+        if where:
+            leaks[value] = where
+    assert set(leaks) <= missed_by_recognizers, {
+        v: w for v, w in leaks.items() if v not in missed_by_recognizers
+    }
+    assert len(missed_by_recognizers) <= 2  # hold-out recall 0.989 when this was written (1 of 89)
