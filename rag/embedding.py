@@ -55,6 +55,8 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> list[float]: ...
 
+    def embed_queries(self, texts: list[str]) -> list[list[float]]: ...
+
     def count_tokens(self, text: str) -> int: ...
 
 
@@ -81,6 +83,9 @@ class MiniLMEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)  # MiniLM embeds questions and passages alike
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -128,6 +133,9 @@ class OnnxMiniLMEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return [float(x) for x in self._encode([text])[0]]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)  # MiniLM embeds questions and passages alike
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
