@@ -209,8 +209,9 @@ def test_a_document_whose_title_answers_the_question_ranks_first() -> None:
         ingest_bytes(body.encode(), f"{title}.md")
     question = "Should code we write be published as open source?"
 
+    # Neither the passage's vector nor its words put "Open source" first.
     assert retrieve(query=question, user=None, k=1, mode="vector")[0].title == "Blogging"
-    assert retrieve(query=question, user=None, k=1, mode="text")[0].title == "Blogging"
+    assert retrieve(query=question, user=None, k=1, mode="text")[0].title != "Open source"
     hybrid = {r.title: r for r in retrieve(query=question, user=None, k=7)}
     # The title signal: "Open source" has the nearest title, so its fused score carries the
     # first title rank's share on top of its passage's vector and full-text ranks.

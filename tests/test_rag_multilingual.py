@@ -143,8 +143,15 @@ def test_diacritic_free_vietnamese_finds_the_accented_text(db: None, settings: A
     ) == {"vi"}
 
     for question in ("nghi thai san bao lau", "Nghỉ thai sản bao lâu?", "NGHI THAI SAN"):
-        top = retrieve(query=question, user=None, k=1, mode="text")
-        assert top and top[0].source_path == "chinh-sach-nghi-phep.md", question
+        # The English leave policy may rank too (the glossary adds "parental leave" for it);
+        # the Vietnamese passage is matched by its words, with or without their diacritics.
+        # Full text alone: without unaccent the Vietnamese passage would not match at all.
+        top = retrieve(query=question, user=None, k=5, mode="text")
+        found = [r for r in top if r.source_path == "chinh-sach-nghi-phep.md"]
+        assert found and "thai sản" in found[0].text, question
+        assert all(r.source_path != "lam-viec-tu-xa.md" for r in top[: top.index(found[0])]), question
+        hybrid = [r.source_path for r in retrieve(query=question, user=None, k=2)]
+        assert "chinh-sach-nghi-phep.md" in hybrid, question
     # English keeps its stemming: "leaves" finds "leave".
     assert retrieve(query="annual leaves", user=None, k=1, mode="text")[0].source_path == "leave-policy.md"
 
