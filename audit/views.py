@@ -26,11 +26,32 @@ EXPORT_FIELDS = (
 )  # fmt: skip
 
 
+# Dates outside these years filter nothing real and overflow time-zone arithmetic (9999-12-31
+# plus a day): they are ignored like any unreadable date.
+FIRST_YEAR, LAST_YEAR = 1970, 9000
+
+
 def _date(value: str | None) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return day if day is not None and FIRST_YEAR <= day.year <= LAST_YEAR else None
+
+
+def _text(value: str | None, limit: int) -> str:
+    """A filter value as PostgreSQL can take it: NUL bytes are never part of one."""
+    return (value or "").replace("\x00", "").strip()[:limit]
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _filters(request: HttpRequest) -> EventFilters:
@@ -38,9 +59,9 @@ def _filters(request: HttpRequest) -> EventFilters:
     return EventFilters(
         date_from=_date(get.get("from")),
         date_to=_date(get.get("to")),
-        actor=get.get("actor", "").strip()[:32],
-        backend=get.get("backend", "").strip()[:64],
-        outcome=get.get("outcome", "").strip()[:20],
+        actor=_text(get.get("actor"), 32),
+        backend=_text(get.get("backend"), 64),
+        outcome=_text(get.get("outcome"), 20),
         pii=get.get("pii", "") if get.get("pii") in ("yes", "no") else "",
         feedback=get.get("feedback", "") if get.get("feedback") in ("up", "down", "none") else "",
     )
@@ -107,7 +128,7 @@ def _csv_lines(events: Iterator[AuditEvent]) -> Iterator[str]:
     writer.writeheader()
     for event in events:
         row = {
-            k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+            k: _csv_cell(json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v)
             for k, v in _row(event).items()
         }
         writer.writerow(row)

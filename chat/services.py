@@ -349,6 +349,8 @@ async def question_answer(
     question = question.strip()
     if not question:
         raise AskError("bad_request", "The question is empty.")
+    if "\x00" in question:  # PostgreSQL text cannot hold it; refused before anything is stored
+        raise AskError("bad_request", "The question contains a NUL character.")
     if len(question) > settings.CHAT_MAX_QUESTION_CHARS:
         raise AskError("too_long", f"Questions are limited to {settings.CHAT_MAX_QUESTION_CHARS} characters.")
     prepared = await sync_to_async(_prepare, thread_sensitive=False, executor=_prepare_threads)(

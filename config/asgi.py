@@ -32,7 +32,6 @@ def _warm_up() -> None:
 
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
-    from django.db import DatabaseError
 
     from privacy.analysis import redaction_warm_up
     from privacy.pool import redaction_pool_start
@@ -54,8 +53,8 @@ def _warm_up() -> None:
         query_embedder().embed_query("warm up")  # the index's model, while a re-embed runs
     except ImproperlyConfigured as exc:  # /readyz reports it too, so no traffic is routed here
         logging.getLogger(__name__).critical("the search index does not match the settings: %s", exc)
-    except DatabaseError:  # /readyz reports the database; the first question loads the model
-        pass
+    except Exception:  # the database is not reachable yet: /readyz reports it, and runs this check
+        logging.getLogger(__name__).warning("the search index could not be checked at start")
 
 
 if os.environ.get("POLICYDESK_WARM_UP", "true").lower() not in ("0", "false", "no", "off"):

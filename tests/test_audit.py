@@ -218,3 +218,21 @@ def test_the_detail_page_shows_the_redacted_event(auditor_client: Client) -> Non
     event = question(5)
     page = auditor_client.get(f"/audit/{event.seq}/").content.decode()
     assert "&lt;PERSON_1&gt;" in page and event.hash in page
+
+
+def test_the_csv_export_neutralises_cells_a_spreadsheet_would_run(auditor_client: Client) -> None:
+    question(question='=HYPERLINK("http://evil.example","click")', answer="+1 then -2 @SUM(A1)")
+    body = b"".join(auditor_client.get("/audit/export.csv").streaming_content).decode()  # type: ignore[attr-defined]
+    row = next(line for line in body.splitlines() if "HYPERLINK" in line)
+    assert "'=HYPERLINK" in row and "'+1 then" in row
+    assert ",=HYPERLINK" not in row and ',"=HYPERLINK' not in row
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["?from=0001-01-01&to=9999-12-31", "?actor=%00", "?backend=a%00b&outcome=%00", "?from=2026-13-40"],
+)
+def test_odd_filters_are_ignored_not_a_server_error(auditor_client: Client, query: str) -> None:
+    question()
+    assert auditor_client.get("/audit/" + query).status_code == 200
+    assert auditor_client.get("/audit/export.jsonl" + query).status_code == 200

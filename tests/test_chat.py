@@ -294,6 +294,10 @@ async def test_an_overlong_question_and_a_bad_ask_are_refused(employee: User) ->
         assert (await receive(ws))["code"] == "bad_request"
         await ask(ws, "hello", conversation_id="00000000-0000-0000-0000-000000000000")
         assert (await receive(ws))["code"] == "bad_request"
+        # A NUL byte is refused before anything is stored: no empty conversation is left behind.
+        await ask(ws, "How much\x00 leave?")
+        assert (await receive(ws))["code"] == "bad_request"
+    assert await sync_to_async(Conversation.objects.count)() == 0
 
 
 async def test_when_every_backend_fails_the_answer_quotes_the_passages(employee: User) -> None:

@@ -98,3 +98,9 @@ async def test_it_closes_the_socket_once_the_role_is_revoked(make_user: Callable
 
 async def _sync(func: Callable[..., T], *args: object) -> T:
     return await sync_to_async(func, thread_sensitive=True)(*args)
+
+
+async def test_an_unknown_socket_path_is_closed_not_a_server_error() -> None:
+    communicator = WebsocketCommunicator(application, "/ws/nowhere/", headers=[ORIGIN])
+    connected, code = await communicator.connect(timeout=5)
+    assert not connected and code == 4404
