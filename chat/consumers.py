@@ -25,9 +25,9 @@ from chat.services import (
     HandoverOut,
     Started,
     TokenOut,
-    ask_rate_limited,
     message_feedback_record,
     question_answer,
+    rate_limited,
 )
 from config import metrics
 from config.tracing import new_id, trace_id_var
@@ -119,7 +119,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("busy", "An answer is still being written. Stop it or wait for it.")
             return
         user = self.scope["user"]
-        if await ask_rate_limited(user_id=user.pk):
+        if await rate_limited(user_id=user.pk, action="ask", per_minute=settings.CHAT_RATE_LIMIT_PER_MINUTE):
             await self.send_error("rate_limited", "Too many questions in a minute. Please wait a little.")
             return
         self.generation = asyncio.create_task(self._answer(question, conversation_id))
@@ -212,6 +212,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error(
                 "bad_request", "'feedback' needs message_id, value 1 or -1, and an optional comment."
             )
+            return
+        user = self.scope["user"]
+        # Every feedback is an audit event: a script must not be able to flood the log with them.
+        limit = settings.CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE
+        if await rate_limited(user_id=user.pk, action="feedback", per_minute=limit):
+            await self.send_error("rate_limited", "Too much feedback in a minute. Please wait a little.")
             return
         try:
             await database_sync_to_async(message_feedback_record)(

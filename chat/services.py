@@ -434,19 +434,20 @@ def _redis() -> aioredis.Redis:
     return client
 
 
-async def ask_rate_limited(*, user_id: int) -> bool:
-    """Fixed one-minute window per user, shared by every process through Redis.
+async def rate_limited(*, user_id: int, action: str, per_minute: int) -> bool:
+    """Fixed one-minute window per user and action ("ask", "feedback"), shared by every process
+    through Redis.
 
     Async on purpose: on the event loop it costs one Redis round trip, where a sync call
     would queue behind every other socket's database calls on Channels' one sync thread.
     """
     window = int(time.time() // 60)
-    key = f"policydesk:chat:rate:{user_id}:{window}"
+    key = f"policydesk:chat:rate:{action}:{user_id}:{window}"
     async with _redis().pipeline(transaction=True) as pipe:
         pipe.incr(key)
         pipe.expire(key, 70)
         count, _ = await pipe.execute()
-    return int(count) > settings.CHAT_RATE_LIMIT_PER_MINUTE
+    return int(count) > per_minute
 
 
 def message_feedback_record(*, user: User, message_id: str, value: int, comment: str = "") -> Message:

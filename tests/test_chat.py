@@ -286,6 +286,21 @@ async def test_questions_over_the_rate_limit_are_refused(employee: User) -> None
                 }
 
 
+async def test_feedback_is_rate_limited_so_it_cannot_flood_the_audit_log(employee: User) -> None:
+    async with fake(text="You get 20 days of annual leave [1].") as server:
+        async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
+            await ask(ws, "How much annual leave do I get?")
+            message_id = (await until(ws, "done"))[-1]["message_id"]
+            with override_settings(CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE=3):
+                replies = []
+                for value in (1, -1, 1, -1):
+                    await ws.send_json_to({"type": "feedback", "message_id": message_id, "value": value})
+                    replies.append(await receive(ws))
+    assert [r["type"] for r in replies] == ["feedback_saved"] * 3 + ["error"]
+    assert replies[-1]["code"] == "rate_limited"
+    assert await sync_to_async(AuditEvent.objects.filter(kind="feedback").count)() == 3
+
+
 async def test_an_overlong_question_and_a_bad_ask_are_refused(employee: User) -> None:
     async with socket_for(employee) as ws:
         await ask(ws, "why " * 600)

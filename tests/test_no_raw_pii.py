@@ -159,7 +159,7 @@ async def test_the_holdout_messages_leave_no_value_behind_that_redaction_found(
     await sync_to_async(ingest_bytes)(LEAVE_POLICY, "leave-policy.md")
     user = await sync_to_async(make_user)("holdout")
     auditor = await sync_to_async(make_user)("auditor", Role.AUDITOR)
-    with override_settings(CHAT_RATE_LIMIT_PER_MINUTE=1000):
+    with override_settings(CHAT_RATE_LIMIT_PER_MINUTE=1000, CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE=1000):
         async with fake(text="You get 20 days of annual leave [1].", tokens_per_second=2000) as server:
             async with backends(fake_backend(server.http.url + "/v1")), socket_for(user) as ws:
                 for n, case in enumerate(cases):

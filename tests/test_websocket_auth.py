@@ -104,3 +104,34 @@ async def test_an_unknown_socket_path_is_closed_not_a_server_error() -> None:
     communicator = WebsocketCommunicator(application, "/ws/nowhere/", headers=[ORIGIN])
     connected, code = await communicator.connect(timeout=5)
     assert not connected and code == 4404
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [
+        (b"http://localhost:8000", True),
+        (b"http://localhost:9999", False),  # another port on the same host
+        (b"https://localhost:8000", False),  # another scheme
+        (b"http://evil.example:8000", False),
+    ],
+)
+async def test_it_checks_the_origin_scheme_and_port_against_the_host(
+    make_user: Callable[..., User], origin: bytes, accepted: bool
+) -> None:
+    user = await _sync(make_user, "emp")
+    cookie = await _sync(session_cookie, user)
+    communicator, connected, _ = await connect([(b"host", b"localhost:8000"), (b"origin", origin), cookie])
+    assert connected is accepted
+    await communicator.disconnect()
+
+
+async def test_a_trusted_origin_from_settings_may_connect_through_a_tls_proxy(
+    make_user: Callable[..., User],
+) -> None:
+    user = await _sync(make_user, "emp")
+    cookie = await _sync(session_cookie, user)
+    headers = [(b"host", b"localhost:8000"), (b"origin", b"https://localhost"), cookie]
+    with override_settings(CSRF_TRUSTED_ORIGINS=["https://localhost"]):
+        communicator, connected, _ = await connect(headers)
+    assert connected
+    await communicator.disconnect()
