@@ -98,12 +98,16 @@ def _registry() -> CollectorRegistry:
 _queue_collector = CeleryQueueCollector()
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Staff session, or `Authorization: Bearer <POLICYDESK_METRICS_TOKEN>` for Prometheus."""
+def operator_request(request: HttpRequest) -> bool:
+    """A staff session, or `Authorization: Bearer <POLICYDESK_METRICS_TOKEN>` (Prometheus)."""
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     by_token = bool(token) and hmac.compare_digest(header, f"Bearer {token}")
-    if not by_token and not (request.user.is_authenticated and request.user.is_staff):
+    return by_token or (request.user.is_authenticated and request.user.is_staff)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not operator_request(request):
         return HttpResponse("metrics need a staff session or the bearer token\n", status=401)
     registry = _registry()
     body = generate_latest(registry) + generate_latest(_QueueRegistry())

@@ -238,6 +238,8 @@ CHAT_MAX_QUESTION_CHARS = env_int("CHAT_MAX_QUESTION_CHARS", 2000, minimum=10)
 # How stale a socket's "may this user ask?" answer may be before it is read again.
 CHAT_PERMISSION_RECHECK_SECONDS = env_float("CHAT_PERMISSION_RECHECK_SECONDS", 10.0, minimum=0.0)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 10, minimum=1)
+# How long /readyz reuses its last checks (database, Redis, LLM, models).
+READYZ_CACHE_SECONDS = env_float("READYZ_CACHE_SECONDS", 5.0, minimum=0.0)
 CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE = env_int("CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)

@@ -113,8 +113,27 @@ def test_metrics_need_staff_or_the_bearer_token(client: Client, make_user: Calla
 
 
 def _readyz(client: Client) -> tuple[int, dict[str, Any]]:
-    response = client.get("/readyz")
+    """As an operator (the metrics token), with no reuse of earlier checks."""
+    with override_settings(METRICS_TOKEN="ops-token", READYZ_CACHE_SECONDS=0):
+        response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token")
     return response.status_code, response.json()
+
+
+@pytest.mark.django_db
+def test_readyz_tells_anonymous_callers_only_whether_it_is_ready_and_reuses_its_checks(
+    client: Client,
+) -> None:
+    with override_settings(LLM_BACKENDS=(), READYZ_CACHE_SECONDS=0):
+        anonymous = client.get("/readyz")
+    assert anonymous.status_code == 503 and anonymous.json() == {"ready": False}
+    # Within the reuse window a broken database is not looked at again: nobody can make every
+    # request open connections to it.
+    with override_settings(LLM_BACKENDS=(), READYZ_CACHE_SECONDS=60, METRICS_TOKEN="ops-token"):
+        first = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token").json()
+        broken_db = {**settings.DATABASES["default"], "HOST": "127.0.0.1", "PORT": str(free_port())}
+        with override_settings(DATABASES={"default": broken_db}):
+            again = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token").json()
+    assert again == first and "checks" in first
 
 
 @pytest.mark.django_db
