@@ -72,6 +72,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind: connections of a killed server left in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def service_port(port_file: Path) -> int:
+    """The port this service had before, while it is free: a service restarted after a crash
+    keeps its URL, so Daphne and Celery, which still hold the old one, reconnect by themselves."""
+    try:
+        previous = int(port_file.read_text().strip())
+    except (OSError, ValueError):
+        previous = 0
+    return previous if previous and port_is_free(previous) else free_port()
+
+
 def process_alive(pid: int) -> bool:
     """True while `pid` runs. A zombie has exited: it only waits for a parent to reap it."""
     try:
@@ -280,7 +301,7 @@ def redis_start(*, redis_dir: Path) -> str:
     port_file = redis_dir / "redis.port"
     if read_pid(pid_file) is not None and port_file.exists():
         return f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
-    port = free_port()
+    port = service_port(port_file)
     _run(
         [
             redis_binary(),
@@ -326,7 +347,7 @@ def llm_start(*, llm_dir: Path, threads: int) -> str:
     port_file = llm_dir / "llm.port"
     if read_pid(pid_file) is not None and port_file.exists():
         return f"http://127.0.0.1:{port_file.read_text().strip()}/v1"
-    port = free_port()
+    port = service_port(port_file)
     log = (llm_dir / "llm.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llm.local_server", "--port", str(port), "--threads", str(threads)],
@@ -441,9 +462,29 @@ def temporary_services(*, with_llm: bool = False) -> Iterator[ServiceUrls]:
 # --- commands ---------------------------------------------------------------------
 
 
+def env_from_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def embedded_env(env_file: Path) -> dict[str, str]:
+    """This process's environment with the embedded services' settings (real variables win)."""
+    return {**env_from_file(env_file), **os.environ, "POLICYDESK_ENV_FILE": str(env_file)}
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
+
+
 def cmd_up(data_dir: Path, env_file: Path) -> int:
     urls = services_up(data_dir=data_dir)
     write_env_file(env_file, urls.as_env())
+    # So that `manage.py <command>` works right after `make up` on a fresh clone.
+    manage("migrate", "--noinput", env=embedded_env(env_file))
     for name, pid in services_status(data_dir=data_dir).items():
         print(f"{name:9} {'running, pid ' + str(pid) if pid else 'external or off'}")
     print(f"settings written to {env_file}")

@@ -10,20 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from config.embedded import BASE_DIR, services_down, services_up, write_env_file
-
-
-def _env_from_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
-
-
-def _manage(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
+from config.embedded import BASE_DIR, embedded_env, manage, services_down, services_up, write_env_file
 
 
 def run_app(*, data_dir: Path, env_file: Path) -> int:
@@ -42,16 +29,16 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         print("starting embedded services (PostgreSQL, Redis, local LLM)...", flush=True)
         urls = services_up(data_dir=data_dir)
         write_env_file(env_file, urls.as_env())
-        env = {**_env_from_file(env_file), **os.environ, "POLICYDESK_ENV_FILE": str(env_file)}
+        env = embedded_env(env_file)
         # Daphne, the worker and beat write metrics to files here; /metrics adds them up.
         metrics_dir = data_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-        _manage("migrate", "--noinput", env=env)
+        manage("migrate", "--noinput", env=env)
         # Vectors left by another POLICYDESK_EMBEDDER are re-embedded (a no-op when they match).
-        _manage("reembed", env=env)
-        _manage("seed_demo", env=env)
+        manage("reembed", env=env)
+        manage("seed_demo", env=env)
         commands = [
             [sys.executable, "-m", "config.daphne", "-b", host, "-p", port, "config.asgi:application"],
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingestion,housekeeping",

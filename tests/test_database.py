@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 pytestmark = pytest.mark.django_db
@@ -29,3 +33,10 @@ def test_the_server_is_postgresql_18() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version_num")
         assert int(cursor.fetchone()[0]) >= 180000
+
+
+def test_dumpdata_backs_up_the_database_including_the_roles() -> None:
+    out = io.StringIO()
+    call_command("dumpdata", "--natural-foreign", stdout=out)
+    groups = {row["fields"]["name"] for row in json.loads(out.getvalue()) if row["model"] == "auth.group"}
+    assert groups == {"employee", "policy_admin", "auditor"}
