@@ -1,9 +1,25 @@
 from __future__ import annotations
 
+from importlib import import_module
+
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
+from django.utils.crypto import constant_time_compare
 
 
-def user_has_permission(*, user_id: int, permission: str) -> bool:
-    """From the database, not a cached user: an account disabled or a role removed counts."""
+def user_has_permission(*, user_id: int, permission: str, session_key: str | None = None) -> bool:
+    """From the database, not a cached user: an account disabled or a role removed counts, and
+    with `session_key`, so does signing out or changing the password (the session is gone, or
+    its auth hash no longer matches, as Django's own check on each request)."""
     user = User.objects.filter(pk=user_id, is_active=True).first()
-    return user is not None and user.has_perm(permission)
+    if user is None or not user.has_perm(permission):
+        return False
+    return session_key is None or session_belongs_to(session_key=session_key, user=user)
+
+
+def session_belongs_to(*, session_key: str, user: User) -> bool:
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    if session.get(SESSION_KEY) != str(user.pk):
+        return False
+    return constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())

@@ -250,6 +250,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if read_at is None or now - read_at >= settings.CHAT_PERMISSION_RECHECK_SECONDS:
             # Not on every message: database calls from every socket share Channels' one sync
             # thread, and a question would wait behind the others' checks.
-            self.permitted = await database_sync_to_async(user_may_ask)(user_id=user.pk)
+            session = self.scope.get("session")
+            self.permitted = await database_sync_to_async(user_may_ask)(
+                user_id=user.pk, session_key=getattr(session, "session_key", None)
+            )
             self.permission_read_at = now
         return self.permitted

@@ -8,8 +8,8 @@ from accounts.selectors import user_has_permission
 from chat.models import Conversation, Message
 
 
-def user_may_ask(*, user_id: int) -> bool:
-    return user_has_permission(user_id=user_id, permission=ASK_QUESTIONS)
+def user_may_ask(*, user_id: int, session_key: str | None = None) -> bool:
+    return user_has_permission(user_id=user_id, permission=ASK_QUESTIONS, session_key=session_key)
 
 
 def conversation_list(*, user: User) -> QuerySet[Conversation]:

@@ -48,8 +48,11 @@ class DocumentProgressConsumer(AsyncWebsocketConsumer):
         now = asyncio.get_running_loop().time()
         read_at = self.permission_read_at
         if read_at is None or now - read_at >= settings.CHAT_PERMISSION_RECHECK_SECONDS:
+            session = self.scope.get("session")
             self.permitted = await database_sync_to_async(user_has_permission)(
-                user_id=user.pk, permission=MANAGE_DOCUMENTS
+                user_id=user.pk,
+                permission=MANAGE_DOCUMENTS,
+                session_key=getattr(session, "session_key", None),
             )
             self.permission_read_at = now
         return self.permitted

@@ -135,3 +135,29 @@ async def test_a_trusted_origin_from_settings_may_connect_through_a_tls_proxy(
         communicator, connected, _ = await connect(headers)
     assert connected
     await communicator.disconnect()
+
+
+@pytest.mark.parametrize("action", ["logout", "password change"])
+async def test_it_closes_the_socket_after_logout_or_a_password_change(
+    make_user: Callable[..., User], action: str
+) -> None:
+    user = await _sync(make_user, "emp")
+    client = Client()
+    await _sync(client.force_login, user)
+    cookie = (
+        b"cookie",
+        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+    )
+    with override_settings(CHAT_PERMISSION_RECHECK_SECONDS=0):
+        communicator, connected, _ = await connect([ORIGIN, cookie])
+        assert connected
+        await communicator.send_to(text_data=json.dumps({"type": "stop"}))
+        assert await communicator.receive_nothing(timeout=0.3)  # still signed in: nothing to say
+        if action == "logout":
+            await _sync(client.logout)
+        else:
+            await _sync(lambda: (user.set_password("a-new-password-123"), user.save()))
+        await communicator.send_to(text_data=json.dumps({"type": "stop"}))
+        assert json.loads(await communicator.receive_from(timeout=5))["code"] == "forbidden"
+        assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    await communicator.disconnect()
