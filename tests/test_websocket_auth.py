@@ -156,8 +156,13 @@ async def test_it_closes_the_socket_after_logout_or_a_password_change(
         if action == "logout":
             await _sync(client.logout)
         else:
-            await _sync(lambda: (user.set_password("a-new-password-123"), user.save()))
+            await _sync(_change_password, user)
         await communicator.send_to(text_data=json.dumps({"type": "stop"}))
         assert json.loads(await communicator.receive_from(timeout=5))["code"] == "forbidden"
         assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
     await communicator.disconnect()
+
+
+def _change_password(user: User) -> None:
+    user.set_password("a-new-password-123")
+    user.save()
