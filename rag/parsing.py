@@ -124,23 +124,37 @@ def _decode(data: bytes) -> str:
 
 def _parse_pdf(data: bytes, fallback_title: str) -> ParsedDocument:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             raise ParseError("The PDF is encrypted or password-protected; upload an unprotected copy.")
-        pages = [(number, page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)]
+        pages = [(number, _page_text(page)) for number, page in enumerate(reader.pages, start=1)]
         info = reader.metadata
         title = _meaningful_title(str(info.title)) if info and info.title else ""
     except ParseError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except LimitReachedError:
+        raise ParseError(
+            "The PDF's compressed content expands past pypdf's decompression limit (75 MB): "
+            "refused as a possible decompression bomb."
+        ) from None
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
         raise ParseError(f"The PDF is corrupt and cannot be read ({type(exc).__name__}).") from None
     if not any(text.strip() for _, text in pages):
         raise ParseError("The PDF has no extractable text (is it a scan without OCR?).")
     sections = [Section(headings=[], text=_tidy(text), page=number) for number, text in pages]
     return ParsedDocument("pdf", title or fallback_title, sections)
+
+
+def _page_text(page: Any) -> str:
+    # Decoded first on purpose: extract_text swallows pypdf's decompression limit and returns
+    # "", so a bomb would read as "no extractable text". The decoded stream is cached.
+    contents = page.get_contents()
+    if contents is not None:
+        contents.get_data()
+    return page.extract_text() or ""
 
 
 # --- DOCX ------------------------------------------------------------------------------------

@@ -57,6 +57,11 @@ def document_create_from_upload(
     data = _read_limited(stream, settings.MAX_UPLOAD_BYTES)
     if data is None:
         return UploadResult(_failed_upload(file_name, source_path, uploaded_by, _too_large_reason()), True)
+    if not data.strip():
+        # Said at upload, not later by the worker; and two different empty files are not
+        # "duplicates" of each other (their content hash is the same).
+        reason = "The file is empty." if not data else "The file holds only whitespace."
+        return UploadResult(_failed_upload(file_name, source_path, uploaded_by, reason), True)
     content_hash = hashlib.sha256(data).hexdigest()
     existing = Document.objects.filter(content_hash=content_hash).first()
     if existing is not None:

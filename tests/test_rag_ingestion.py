@@ -221,3 +221,42 @@ def test_a_document_whose_title_answers_the_question_ranks_first() -> None:
     assert float(found.score) == pytest.approx(passage_share + TITLE_WEIGHT / (RRF_K + 1))
     assert list(hybrid).index("Open source") < min(found.vector_rank, found.text_rank)
     assert Document.objects.filter(title_embedding__isnull=True).count() == 0
+
+
+def test_empty_files_are_refused_at_upload_each_with_its_own_reason() -> None:
+    text = document_create_from_upload(stream=io.BytesIO(b""), file_name="notes.txt", enqueue=False)
+    pdf = document_create_from_upload(stream=io.BytesIO(b""), file_name="form.pdf", enqueue=False)
+    assert text.created and pdf.created and text.document.pk != pdf.document.pk
+    for result in (text, pdf):
+        assert result.document.status == Document.Status.FAILED
+        assert result.document.failure_reason == "The file is empty."
+
+
+def _pdf_with_content(stream: bytes) -> bytes:
+    """A one-page PDF whose page content is `stream`, Flate-compressed."""
+    import zlib
+
+    packed = zlib.compress(stream, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed) + packed + b"\nendstream",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_decompression_bomb_fails_with_a_reason_not_an_internal_error() -> None:
+    bomb = _pdf_with_content(b"0 0 m " * (100_000_000 // 6))  # ~100 MB of drawing, ~100 kB packed
+    assert len(bomb) < 1_000_000
+    document = ingest_bytes(bomb, "bomb.pdf")
+    assert document.status == Document.Status.FAILED
+    assert "decompression bomb" in document.failure_reason
