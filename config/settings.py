@@ -243,6 +243,9 @@ READYZ_CACHE_SECONDS = env_float("READYZ_CACHE_SECONDS", 5.0, minimum=0.0)
 CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE = env_int("CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)
+# Reading one file may take this long before that document alone fails (a hostile file can be
+# built to make a parser work for minutes).
+INGEST_PARSE_SECONDS = env_float("INGEST_PARSE_SECONDS", 120.0, minimum=0.0)
 EMBEDDER = env_choice("EMBEDDER", "e5", ("e5", "e5-fp32", "minilm", "minilm-torch"))
 # Where the ONNX export of the embedding model is cached (written on first use).
 EMBEDDER_CACHE_DIR = Path(env_str("EMBEDDER_CACHE_DIR", str(DATA_DIR / "models")))

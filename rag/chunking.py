@@ -99,8 +99,11 @@ def _split_long(sentence: str, budget: int, count_tokens: Callable[[str], int]) 
     tokens = count_tokens(sentence)
     if tokens <= budget:
         return [(sentence, tokens)]
-    # A "sentence" longer than the window (a table row, a run-on list): cut at word boundaries.
-    words, parts, current = sentence.split(), [], []  # type: ignore[var-annotated]
+    # A "sentence" longer than the window (a table row, a run-on list): cut at word boundaries,
+    # and a "word" longer than the window (a base64 blob, 300 kB of "{%") into slices that fit.
+    words = [piece for word in sentence.split() for piece in _split_word(word, budget, count_tokens)]
+    parts: list[str] = []
+    current: list[str] = []
     for word in words:
         if current and count_tokens(" ".join([*current, word])) > budget:
             parts.append(" ".join(current))
@@ -109,6 +112,15 @@ def _split_long(sentence: str, budget: int, count_tokens: Callable[[str], int]) 
     if current:
         parts.append(" ".join(current))
     return [(part, count_tokens(part)) for part in parts]
+
+
+def _split_word(word: str, budget: int, count_tokens: Callable[[str], int]) -> list[str]:
+    if len(word) <= budget or count_tokens(word) <= budget:
+        return [word]  # a token is at least a character, so a short word always fits
+    size = budget * 4
+    while size > 1 and count_tokens(word[:size]) > budget:
+        size //= 2
+    return [word[start : start + size] for start in range(0, len(word), size)]
 
 
 def _overlap(units: list[tuple[str, int]], room: int) -> list[tuple[str, int]]:

@@ -6,10 +6,14 @@ Every way a file can be unusable raises ParseError with a message meant for the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import re
+import signal
+import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import PurePath
@@ -74,9 +78,35 @@ def detect_type(data: bytes, file_name: str) -> str:
     return "text"
 
 
-def parse_document(data: bytes, file_name: str) -> ParsedDocument:
+def parse_document(data: bytes, file_name: str, *, time_limit: float | None = None) -> ParsedDocument:
+    """The document's text in sections. `time_limit` (seconds, where the process can set a timer:
+    the main thread of a Celery worker or a command) fails this document alone if reading it
+    takes longer, whatever a hostile file was built to make a parser do."""
     if not data.strip():
         raise ParseError("The file is empty.")
+    with _time_limit(time_limit):
+        return _parse(data, file_name)
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield  # a timer signal can only interrupt the main thread
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise ParseError(f"Reading the file took longer than {seconds:g} s; it was stopped.")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _parse(data: bytes, file_name: str) -> ParsedDocument:
     kind = detect_type(data, file_name)
     fallback_title = _title_from_file_name(file_name)
     parsed = {
@@ -226,7 +256,11 @@ def _docx_blocks(document: Any) -> list[tuple[int, str] | str]:
 # --- Markdown --------------------------------------------------------------------------------
 
 FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
-TEMPLATE_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
+MAX_FRONT_MATTER_CHARS = 64 * 1024
+# What a document's metadata may hold once parsed: it is stored and shown on every page load.
+MAX_METADATA_VALUE_CHARS = 1000
+MAX_METADATA_LIST_ITEMS = 50
+MAX_METADATA_KEYS = 50
 MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
@@ -237,14 +271,15 @@ def _parse_markdown(data: bytes, fallback_title: str) -> ParsedDocument:
     metadata: dict[str, Any] = {}
     match = FRONT_MATTER.match(text)
     if match:
+        header = match.group(1)
         try:
-            loaded = yaml.safe_load(match.group(1))
+            loaded = _load_front_matter(header)
         except yaml.YAMLError:
             loaded = None  # a broken header is not worth losing the document over
         if isinstance(loaded, dict):
             metadata = loaded
         text = text[match.end() :]
-    text = TEMPLATE_TAG.sub("", text)
+    text = strip_template_tags(text)
     builder = _SectionBuilder()
     title = str(metadata.get("title") or "").strip()
     in_code = False
@@ -263,8 +298,62 @@ def _parse_markdown(data: bytes, fallback_title: str) -> ParsedDocument:
         else:
             builder.text(_inline_markdown(line) if not in_code else line)
     effective = _as_date(metadata.get("effective_date"))
-    safe_metadata = {k: v for k, v in metadata.items() if isinstance(v, (str, int, float, bool, list))}
-    return ParsedDocument("markdown", title or fallback_title, builder.sections(), safe_metadata, effective)
+    return ParsedDocument(
+        "markdown", title or fallback_title, builder.sections(), _bounded(metadata), effective
+    )
+
+
+def _load_front_matter(header: str) -> Any:
+    if len(header) > MAX_FRONT_MATTER_CHARS:
+        return None
+    return yaml.load(header, Loader=_FrontMatterLoader)  # noqa: S506 (SafeLoader, aliases refused)
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: 406 bytes of nested aliases expanded to 8 MB of metadata."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("front matter may not use YAML aliases")
+        return super().compose_node(parent, index)
+
+
+def _bounded(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Scalars and short lists of scalars, each short, and not too many of them."""
+    bounded: dict[str, Any] = {}
+    for key, value in list(metadata.items())[:MAX_METADATA_KEYS]:
+        if isinstance(value, str | int | float | bool):
+            bounded[str(key)[:100]] = value[:MAX_METADATA_VALUE_CHARS] if isinstance(value, str) else value
+        elif isinstance(value, list):
+            items = [v for v in value[:MAX_METADATA_LIST_ITEMS] if isinstance(v, str | int | float | bool)]
+            bounded[str(key)[:100]] = [v[:200] if isinstance(v, str) else v for v in items]
+    return bounded
+
+
+def strip_template_tags(text: str) -> str:
+    """Remove `{% … %}` and `{{ … }}` template tags in one pass.
+
+    The regex this replaces rescanned to the end of the file from every unclosed `{%`: 300 kB
+    of them held the only worker for 114 s. An unclosed tag is kept as text, as it was.
+    """
+    pieces, cursor = [], 0
+    next_at = {opener: text.find(opener) for opener in ("{%", "{{")}
+    while True:
+        found = [(at, opener) for opener, at in next_at.items() if at >= 0]
+        if not found:
+            break
+        start, opener = min(found)
+        end = text.find("%}" if opener == "{%" else "}}", start + 2)
+        if end < 0:
+            next_at[opener] = -1  # no closer after this one, so none after any later one either
+            continue
+        pieces.append(text[cursor:start])
+        cursor = end + 2
+        for other, at in next_at.items():
+            if 0 <= at < cursor:
+                next_at[other] = text.find(other, cursor)
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def _inline_markdown(line: str) -> str:

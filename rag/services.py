@@ -175,7 +175,9 @@ def document_ingest(*, document_id: int) -> Document:
     try:
         data = document.file.read() if document.file else b""
         document.file.close()
-        parsed = parse_document(data, document.source_path or document.file.name or "")
+        parsed = parse_document(
+            data, document.source_path or document.file.name or "", time_limit=settings.INGEST_PARSE_SECONDS
+        )
     except ParseError as exc:
         return document_mark_failed(document, str(exc))
     except OSError:

@@ -12,7 +12,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.roles import Role
+from rag.chunking import WINDOW_TOKENS, chunk_document
+from rag.embedding import load_embedder
 from rag.models import Chunk, Document
+from rag.parsing import parse_document
 from rag.selectors import RRF_K, TEXT_WEIGHT, TITLE_WEIGHT, retrieve
 from rag.services import document_create_from_upload, document_retire
 from rag.tasks import ingest_document
@@ -260,3 +263,37 @@ def test_a_pdf_decompression_bomb_fails_with_a_reason_not_an_internal_error() ->
     document = ingest_bytes(bomb, "bomb.pdf")
     assert document.status == Document.Status.FAILED
     assert "decompression bomb" in document.failure_reason
+
+
+def test_unclosed_template_tags_are_read_in_linear_time() -> None:
+    # 300 kB of "{%" took the old regex 114 s; under a 10 s limit it must simply be read, and
+    # chunked into passages the embedder's window holds (one 300,000-token "word" before).
+    parsed = parse_document(b"# Tags\n\nSome policy text.\n" + b"{%" * 150_000, "tags.md", time_limit=10)
+    assert "{%" * 1000 in parsed.sections[-1].text
+    drafts = chunk_document(parsed, count_tokens=load_embedder("e5").count_tokens)
+    assert max(d.token_count for d in drafts) <= WINDOW_TOKENS
+
+
+def test_yaml_aliases_in_front_matter_are_not_expanded() -> None:
+    laughs = (
+        b"---\ntitle: Laughs\na: &a [x, x, x, x, x, x, x, x, x]\n"
+        + b"".join(
+            b"%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n"
+            % ((ord("a") + i + 1,) * 2 + (ord("a") + i,) * 9)
+            for i in range(8)
+        )
+        + b"---\n# Laughs\n\nThe policy text.\n"
+    )
+    assert len(laughs) < 1000
+    document = ingest_bytes(laughs, "laughs.md")
+    assert document.status == Document.Status.READY
+    assert len(json.dumps(document.metadata)) < 1000
+
+
+def test_a_file_that_takes_too_long_to_read_fails_alone_with_a_reason(settings: Any) -> None:
+    settings.INGEST_PARSE_SECONDS = 0.001
+    document = ingest_bytes(b"# Long\n\n" + b"A sentence of policy text.\n" * 200_000, "long.md")
+    assert document.status == Document.Status.FAILED
+    assert "took longer than 0.001 s" in document.failure_reason
+    settings.INGEST_PARSE_SECONDS = 120
+    assert ingest_bytes(LEAVE_V1, "leave.md").status == Document.Status.READY
