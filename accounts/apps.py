@@ -12,6 +12,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_role_groups, sender=self)
+        from accounts import throttle  # noqa: F401 (connects the lockout audit event)
 
 
 def _ensure_role_groups(sender: AppConfig, **kwargs: Any) -> None:

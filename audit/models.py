@@ -15,6 +15,7 @@ class AuditEvent(models.Model):
         FEEDBACK = "feedback"
         AUDITOR_VIEW = "auditor_view"
         AUDITOR_EXPORT = "auditor_export"
+        LOGIN_LOCKOUT = "login_lockout"
 
     seq = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(db_index=True)

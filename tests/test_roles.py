@@ -1,15 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.roles import Role
 from accounts.services import user_roles
+from audit.models import AuditEvent
+from audit.services import pseudonym
 
 pytestmark = pytest.mark.django_db
 
@@ -129,3 +133,44 @@ def test_healthz_answers_without_login() -> None:
     response = Client().get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.fixture
+def throttled(settings: Any) -> Iterator[None]:
+    """Login throttling on, with a clean slate in the shared cache."""
+    cache.clear()
+    settings.AXES_FAILURE_LIMIT = 3
+    yield
+    cache.clear()
+
+
+def _login(client: Client, username: str, password: str, address: str = "10.1.2.3") -> int:
+    return client.post(
+        "/accounts/login/", {"username": username, "password": password}, REMOTE_ADDR=address
+    ).status_code
+
+
+def test_an_account_is_locked_after_repeated_wrong_passwords_even_for_the_right_one(
+    make_user: Callable[..., User], throttled: None
+) -> None:
+    user = make_user("emp")
+    client = Client()
+    # Each from another address: the account itself is what gets locked.
+    assert [_login(client, "emp", "wrong", f"10.0.0.{n}") for n in range(3)] == [200, 200, 429]
+    response = client.post(
+        "/accounts/login/", {"username": "emp", "password": "not-used-pw-123"}, REMOTE_ADDR="10.9.9.9"
+    )
+    assert response.status_code == 429 and "Too many failed logins" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    event = AuditEvent.objects.get(kind=AuditEvent.Kind.LOGIN_LOCKOUT)
+    assert event.actor == pseudonym(user_id=user.pk) and event.detail == {"known_account": True}
+
+
+def test_one_address_guessing_many_accounts_is_locked(
+    make_user: Callable[..., User], throttled: None
+) -> None:
+    make_user("emp")
+    client = Client()
+    assert [_login(client, f"nobody{n}", "guess") for n in range(3)] == [200, 200, 429]
+    assert _login(client, "emp", "not-used-pw-123") == 429
+    assert _login(client, "emp", "not-used-pw-123", address="10.4.4.4") == 302, "another address may log in"
