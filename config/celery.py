@@ -18,6 +18,11 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.clear_expired_sessions",
         "schedule": crontab(hour=3, minute=17),
     },
+    "recover-stuck-documents": {
+        "task": "rag.tasks.recover_stuck_documents",
+        "schedule": crontab(minute="*/5"),
+        "options": {"queue": "housekeeping"},
+    },
     "purge-expired-audit-events": {
         "task": "audit.tasks.purge_expired_events",
         "schedule": crontab(hour=3, minute=41),

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import IO
 
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
+from django.utils import timezone
 
 from rag.chunking import ChunkDraft, chunk_document
 from rag.embedding import Embedder
@@ -230,7 +232,8 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str, embedder: E
         done = len(vectors)
         eta = clock.eta(done, len(drafts))
         progress = {"stage": IngestionStage.EMBEDDING, "done": done, "total": len(drafts), "eta_seconds": eta}
-        Document.objects.filter(pk=document.pk).update(progress=progress)
+        # updated_at too (update() skips auto_now): a document making progress is not stuck.
+        Document.objects.filter(pk=document.pk).update(progress=progress, updated_at=timezone.now())
         release_db_connection()
         progress_publish(
             progress_event(
@@ -326,6 +329,53 @@ def _set_progress(
     document.progress = {"stage": stage, "done": 0, "total": total, "eta_seconds": None}
     document.save(update_fields=["status", "progress", "updated_at"])
     progress_publish(progress_event(document_id=document.pk, status=status, stage=stage, total=total))
+
+
+# A document whose status has not moved for this long has lost its job: a queued task vanished
+# with a Redis restart (the embedded Redis keeps nothing on disk), or a worker was killed mid-way
+# (a live job updates the document at least every embedding batch, and is killed by the Celery
+# time limit, 11 minutes, before this).
+STUCK_AFTER = {DocumentStatus.QUEUED: timedelta(minutes=10), DocumentStatus.PROCESSING: timedelta(minutes=15)}
+MAX_REQUEUES = 2
+
+
+def documents_recover_stuck(*, now: datetime | None = None) -> dict[str, int]:
+    """Re-queue documents whose ingestion job is gone, or fail them after MAX_REQUEUES tries;
+    the documents page shows why. Run by Celery beat every few minutes (idempotent)."""
+    now = now or timezone.now()
+    counts = {"requeued": 0, "failed": 0}
+    for status, after in STUCK_AFTER.items():
+        for document in Document.objects.filter(status=status, updated_at__lt=now - after):
+            requeues = int((document.progress or {}).get("requeues", 0))
+            if requeues >= MAX_REQUEUES:
+                document_mark_failed(
+                    document,
+                    f"Ingestion stopped {requeues + 1} times without finishing (the worker was restarted or "
+                    "killed). Re-index it, or upload a smaller file.",
+                )
+                counts["failed"] += 1
+                continue
+            with transaction.atomic():
+                # Compare-and-set: a job that moved the document meanwhile is alive; leave it be.
+                moved = Document.objects.filter(
+                    pk=document.pk, status=status, updated_at=document.updated_at
+                ).update(
+                    status=DocumentStatus.QUEUED,
+                    failure_reason=f"Re-queued at {now:%H:%M} UTC: the previous ingestion stopped without finishing.",
+                    progress={
+                        "stage": IngestionStage.QUEUED,
+                        "done": 0,
+                        "total": 0,
+                        "requeues": requeues + 1,
+                    },
+                    updated_at=now,
+                )
+                if moved:
+                    _enqueue_ingestion(document.pk)
+                    counts["requeued"] += 1
+    if any(counts.values()):
+        logger.warning("recovered stuck documents", extra=counts)
+    return counts
 
 
 def document_mark_failed(document: Document, reason: str) -> Document:

@@ -8,7 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from config import metrics
 from rag.models import Document, DocumentStatus
-from rag.services import document_ingest, document_mark_failed
+from rag.services import document_ingest, document_mark_failed, documents_recover_stuck
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +38,9 @@ def ingest_document(document_id: int) -> str:
         if metrics.enabled():
             metrics.INGESTION_JOBS.labels(state).inc()
             metrics.INGESTION_SECONDS.observe(time.perf_counter() - started)
+
+
+@shared_task(soft_time_limit=60, time_limit=90, queue="housekeeping")
+def recover_stuck_documents() -> dict[str, int]:
+    """Re-queue or fail documents whose ingestion job was lost (Celery beat, every 5 minutes)."""
+    return documents_recover_stuck()

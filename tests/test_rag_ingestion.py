@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from accounts.roles import Role
 from rag.chunking import WINDOW_TOKENS, chunk_document
@@ -17,7 +19,7 @@ from rag.embedding import load_embedder
 from rag.models import Chunk, Document
 from rag.parsing import parse_document
 from rag.selectors import RRF_K, TEXT_WEIGHT, TITLE_WEIGHT, retrieve
-from rag.services import document_create_from_upload, document_retire
+from rag.services import document_create_from_upload, document_retire, documents_recover_stuck
 from rag.tasks import ingest_document
 from tests.conftest import SHARED_DIR
 from tests.rag_helpers import DEMO_CORPUS, ingest_bytes, ingest_demo_corpus
@@ -297,3 +299,38 @@ def test_a_file_that_takes_too_long_to_read_fails_alone_with_a_reason(settings: 
     assert "took longer than 0.001 s" in document.failure_reason
     settings.INGEST_PARSE_SECONDS = 120
     assert ingest_bytes(LEAVE_V1, "leave.md").status == Document.Status.READY
+
+
+def test_documents_whose_job_was_lost_are_requeued_then_failed_with_a_reason(
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    queued = document_create_from_upload(
+        stream=io.BytesIO(LEAVE_V1), file_name="leave.md", enqueue=False
+    ).document
+    processing = document_create_from_upload(
+        stream=io.BytesIO(LEAVE_V2), file_name="leave2.md", enqueue=False
+    ).document
+    fresh = document_create_from_upload(
+        stream=io.BytesIO(b"# Fresh\n\nJust uploaded.\n"), file_name="f.md", enqueue=False
+    ).document
+    Document.objects.filter(pk=processing.pk).update(status=Document.Status.PROCESSING)
+    long_ago = timezone.now() - timedelta(minutes=30)
+    Document.objects.filter(pk__in=[queued.pk, processing.pk]).update(updated_at=long_ago)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert documents_recover_stuck() == {"requeued": 2, "failed": 0}
+    assert len(callbacks) == 2  # both sent to the worker again, after commit
+    for document in (queued, processing):
+        document.refresh_from_db()
+        assert document.status == Document.Status.QUEUED and document.progress["requeues"] == 1
+        assert document.failure_reason.startswith("Re-queued")
+    fresh.refresh_from_db()
+    assert fresh.status == Document.Status.QUEUED and not fresh.failure_reason, "a recent one is left alone"
+
+    later = timezone.now() + timedelta(minutes=20)
+    assert documents_recover_stuck(now=later)["requeued"] == 3  # the fresh one has waited too now
+    # After MAX_REQUEUES tries a document fails; the fresh one is a round behind.
+    assert documents_recover_stuck(now=later + timedelta(minutes=20)) == {"requeued": 1, "failed": 2}
+    assert documents_recover_stuck(now=later + timedelta(minutes=40)) == {"requeued": 0, "failed": 1}
+    queued.refresh_from_db()
+    assert queued.status == Document.Status.FAILED and "stopped 3 times" in queued.failure_reason
