@@ -54,7 +54,8 @@ function connect() {
     if (current) {
       finishWithError(current, t("offline"));
     }
-    showConnection(t("reconnecting"));
+    // 1011: the server failed (its message broker is down, say), not the network: say so.
+    showConnection(t(event.code === 1011 ? "serviceDown" : "reconnecting"));
     sendButton.disabled = true;
     setTimeout(connect, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 10000);
