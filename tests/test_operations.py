@@ -65,6 +65,7 @@ async def test_one_question_has_one_trace_id_on_every_log_line_and_metrics_count
             fake_backend(good.http.url + "/v1", name="secondary"),
         )
         async with backends(primary, secondary), socket_for(user) as ws:
+            json_logs.seek(0)  # earlier lines (the login) are not this question's
             json_logs.truncate(0)
             await ask(ws, "How much annual leave do I get?")
             await until(ws, "done")
