@@ -11,6 +11,7 @@ Only redacted text leaves the first step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -353,33 +354,46 @@ async def question_answer(
         raise AskError("bad_request", "The question contains a NUL character.")
     if len(question) > settings.CHAT_MAX_QUESTION_CHARS:
         raise AskError("too_long", f"Questions are limited to {settings.CHAT_MAX_QUESTION_CHARS} characters.")
-    prepared = await sync_to_async(_prepare, thread_sensitive=False, executor=_prepare_threads)(
-        user=user, question=question, conversation_id=conversation_id
+    preparing = asyncio.ensure_future(
+        sync_to_async(_prepare, thread_sensitive=False, executor=_prepare_threads)(
+            user=user, question=question, conversation_id=conversation_id
+        )
     )
-    yield Started(
-        conversation_id=prepared.conversation_id,
-        message_id=prepared.message_id,
-        restorations=prepared.question.restorations,
-    )
+    try:
+        prepared = await asyncio.shield(preparing)
+    except asyncio.CancelledError:
+        # Stopped while the question was being stored: the thread stores it anyway, so it gets
+        # its audit event too (every stored question has exactly one).
+        with contextlib.suppress(Exception):
+            await _store_stopped(user, await preparing, GenerationResult(), [], {}, received)
+        raise
 
-    started = time.perf_counter()
-    prompt = prompt_build(
-        question=prepared.question.text,
-        language=prepared.question.language,
-        passages=prepared.passages,
-        history=prepared.history,
-        context_tokens=_context_tokens(),
-        max_answer_tokens=_max_tokens(),
-    )
     timings = dict(prepared.timings)
-    timings["prompt_ms"] = _ms(started)
-    timings["overhead_ms"] = _ms(received)
-    generation = get_gateway().generate(
-        prompt.messages,
-        extractive=extractive_answer(passages=prompt.passages, language=prepared.question.language),
-    )
+    generation = None
+    passages: list[RetrievedChunk] = []
     status, audit_outcome = Message.Status.COMPLETE, "answered"
     try:
+        yield Started(
+            conversation_id=prepared.conversation_id,
+            message_id=prepared.message_id,
+            restorations=prepared.question.restorations,
+        )
+        started = time.perf_counter()
+        prompt = prompt_build(
+            question=prepared.question.text,
+            language=prepared.question.language,
+            passages=prepared.passages,
+            history=prepared.history,
+            context_tokens=_context_tokens(),
+            max_answer_tokens=_max_tokens(),
+        )
+        passages = prompt.passages
+        timings["prompt_ms"] = _ms(started)
+        timings["overhead_ms"] = _ms(received)
+        generation = get_gateway().generate(
+            prompt.messages,
+            extractive=extractive_answer(passages=prompt.passages, language=prepared.question.language),
+        )
         async for event in generation.events():
             if isinstance(event, Token):
                 if timings.get("first_token_ms") is None:
@@ -394,18 +408,13 @@ async def question_answer(
     except GatewayError:
         status, audit_outcome = Message.Status.FAILED, "failed"
     except (asyncio.CancelledError, GeneratorExit):
-        status, audit_outcome = Message.Status.STOPPED, "stopped"
-        timings["total_ms"] = _ms(received)
-        stopped = Outcome(status, audit_outcome, generation.result.text, generation.result, prompt.passages)
-        # Shielded: the exchange is stored even though the caller is going away.
-        await asyncio.shield(
-            sync_to_async(_finish, thread_sensitive=False, executor=_finish_threads)(
-                user=user, prepared=prepared, outcome=stopped, timings=timings
-            )
-        )
+        # Stopped, or the socket closed, at any point after the question was stored.
+        result = generation.result if generation is not None else GenerationResult()
+        await _store_stopped(user, prepared, result, passages, timings, received)
         raise
+    result = generation.result if generation is not None else GenerationResult()
     timings["total_ms"] = _ms(received)
-    outcome = Outcome(status, audit_outcome, generation.result.text, generation.result, prompt.passages)
+    outcome = Outcome(status, audit_outcome, result.text, result, passages)
     done = await sync_to_async(_finish, thread_sensitive=False, executor=_finish_threads)(
         user=user, prepared=prepared, outcome=outcome, timings=timings
     )
@@ -415,6 +424,24 @@ async def question_answer(
         raise AskError("unavailable", "The assistant is unavailable. Please try again later.")
     yield CitationsOut(done.citations)
     yield done
+
+
+async def _store_stopped(
+    user: User,
+    prepared: Prepared,
+    result: GenerationResult,
+    passages: list[RetrievedChunk],
+    timings: dict[str, float | None],
+    received: float,
+) -> None:
+    """Store a stopped exchange and its audit event, shielded: the caller is going away."""
+    timings["total_ms"] = _ms(received)
+    stopped = Outcome(Message.Status.STOPPED, "stopped", result.text, result, passages)
+    await asyncio.shield(
+        sync_to_async(_finish, thread_sensitive=False, executor=_finish_threads)(
+            user=user, prepared=prepared, outcome=stopped, timings=timings
+        )
+    )
 
 
 # --- rate limit, feedback, conversations -------------------------------------------------

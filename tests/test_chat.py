@@ -260,6 +260,23 @@ async def test_closing_the_socket_cancels_the_upstream_request(employee: User) -
             await asyncio.wait_for(server.http.disconnected.wait(), 2)
 
 
+async def test_every_stored_question_gets_one_audit_event_even_when_stopped_at_once(employee: User) -> None:
+    async with fake(tokens_per_second=20) as server:
+        async with backends(fake_backend(server.http.url + "/v1")):
+            for _ in range(3):
+                async with socket_for(employee) as ws:
+                    # Stopped before the question is even stored, or while it is.
+                    await ask(ws, "How much annual leave do I get?")
+                    await ws.send_json_to({"type": "stop"})
+                    await asyncio.sleep(0.05)
+            async with socket_for(employee) as ws:
+                await ask(ws, "How much annual leave do I get?")  # closed at once
+            await asyncio.sleep(1.0)  # stored questions finish storing in their threads
+    questions = await sync_to_async(Message.objects.filter(role=Message.Role.USER).count)()
+    events = await sync_to_async(AuditEvent.objects.filter(kind="question").count)()
+    assert questions >= 1 and events == questions, (questions, events)
+
+
 async def test_a_second_ask_while_streaming_is_refused_as_busy(employee: User) -> None:
     async with fake(tokens_per_second=20) as server:
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
