@@ -10,13 +10,24 @@ import sys
 import time
 from pathlib import Path
 
-from config.embedded import BASE_DIR, embedded_env, manage, services_down, services_up, write_env_file
+from config.embedded import (
+    BASE_DIR,
+    embedded_env,
+    manage,
+    services_down,
+    services_status,
+    services_up,
+    write_env_file,
+)
+from config.supervise import Supervisor
+
+SERVICES_CHECK_SECONDS = 5.0
 
 
 def run_app(*, data_dir: Path, env_file: Path) -> int:
     host = os.environ.get("POLICYDESK_HOST", "127.0.0.1")
     port = os.environ.get("POLICYDESK_PORT", "8000")
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor: Supervisor | None = None
     stopping = False
 
     def stop(*_: object) -> None:
@@ -39,36 +50,62 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         # Vectors left by another POLICYDESK_EMBEDDER are re-embedded (a no-op when they match).
         manage("reembed", env=env)
         manage("seed_demo", env=env)
-        commands = [
+        supervisor = Supervisor(env=env, cwd=BASE_DIR)
+        supervisor.add(
+            "daphne",
             [sys.executable, "-m", "config.daphne", "-b", host, "-p", port, "config.asgi:application"],
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingestion,housekeeping",
-             "--concurrency", "1", "--loglevel", "INFO"],
-            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-             "--schedule", str(data_dir / "celerybeat-schedule")],
-        ]  # fmt: skip
-        for command in commands:
-            children.append(subprocess.Popen(command, cwd=BASE_DIR, env=env))
+        )
+        supervisor.add(
+            "celery worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "ingestion,housekeeping",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+            ],
+        )
+        supervisor.add("celery beat", [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                                       "--schedule", str(data_dir / "celerybeat-schedule")])  # fmt: skip
+        supervisor.start_all()
         print(f"\nPolicyDesk is running at http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
         logins = data_dir / "demo-logins.txt"
         if logins.exists():
             print(logins.read_text(), flush=True)
+        last_services_check = time.monotonic()
         while not stopping:
-            if any(child.poll() is not None for child in children):
-                print("a PolicyDesk process exited; stopping", file=sys.stderr)
-                return 1
+            supervisor.check()
+            if time.monotonic() - last_services_check >= SERVICES_CHECK_SECONDS:
+                last_services_check = time.monotonic()
+                _restart_dead_services(data_dir)
             time.sleep(0.5)
         return 0
     except subprocess.CalledProcessError as exc:
         print(f"error: {' '.join(map(str, exc.cmd[1:3]))} failed", file=sys.stderr)
         return 1
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if supervisor is not None:
+            supervisor.stop_all()
         stopped = services_down(data_dir=data_dir)
-        print("stopped: " + ", ".join(["daphne", "celery"] * bool(children) + stopped), flush=True)
+        started = [s.name for s in supervisor.processes] if supervisor is not None else []
+        print("stopped: " + ", ".join(started + stopped), flush=True)
+
+
+def _restart_dead_services(data_dir: Path) -> None:
+    """An embedded service whose process is gone is started again, on its old port."""
+    dead = [name for name, pid in services_status(data_dir=data_dir).items() if pid is None]
+    if dead and any(_embedded_service(data_dir, name) for name in dead):
+        print(f"restarting embedded services: {', '.join(dead)}", file=sys.stderr, flush=True)
+        services_up(data_dir=data_dir)
+
+
+def _embedded_service(data_dir: Path, name: str) -> bool:
+    """Whether `make run` started this one (an external service is not ours to restart)."""
+    return (data_dir / {"postgres": "pg"}.get(name, name)).is_dir()
