@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
@@ -231,7 +231,10 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str, embedder: E
         vectors.extend(embedder.embed_documents([d.embedding_text(title) for d in batch]))
         done = len(vectors)
         eta = clock.eta(done, len(drafts))
-        progress = {"stage": IngestionStage.EMBEDDING, "done": done, "total": len(drafts), "eta_seconds": eta}
+        progress = _keeping_requeues(
+            document,
+            {"stage": IngestionStage.EMBEDDING, "done": done, "total": len(drafts), "eta_seconds": eta},
+        )
         # updated_at too (update() skips auto_now): a document making progress is not stuck.
         Document.objects.filter(pk=document.pk).update(progress=progress, updated_at=timezone.now())
         release_db_connection()
@@ -326,9 +329,18 @@ def _set_progress(
     document: Document, *, status: DocumentStatus, stage: IngestionStage, total: int = 0
 ) -> None:
     document.status = status
-    document.progress = {"stage": stage, "done": 0, "total": total, "eta_seconds": None}
+    document.progress = _keeping_requeues(
+        document, {"stage": stage, "done": 0, "total": total, "eta_seconds": None}
+    )
     document.save(update_fields=["status", "progress", "updated_at"])
     progress_publish(progress_event(document_id=document.pk, status=status, stage=stage, total=total))
+
+
+def _keeping_requeues(document: Document, progress: dict[str, Any]) -> dict[str, Any]:
+    """New progress that still counts how often the document was re-queued: the count must
+    survive the re-queued job's own progress, or a file that kills the worker loops forever."""
+    requeues = (document.progress or {}).get("requeues")
+    return {**progress, "requeues": requeues} if requeues else progress
 
 
 # A document whose status has not moved for this long has lost its job: a queued task vanished

@@ -16,10 +16,10 @@ from django.utils import timezone
 from accounts.roles import Role
 from rag.chunking import WINDOW_TOKENS, chunk_document
 from rag.embedding import load_embedder
-from rag.models import Chunk, Document
+from rag.models import Chunk, Document, IngestionStage
 from rag.parsing import parse_document
 from rag.selectors import RRF_K, TEXT_WEIGHT, TITLE_WEIGHT, retrieve
-from rag.services import document_create_from_upload, document_retire, documents_recover_stuck
+from rag.services import _set_progress, document_create_from_upload, document_retire, documents_recover_stuck
 from rag.tasks import ingest_document
 from tests.conftest import SHARED_DIR
 from tests.rag_helpers import DEMO_CORPUS, ingest_bytes, ingest_demo_corpus
@@ -334,3 +334,19 @@ def test_documents_whose_job_was_lost_are_requeued_then_failed_with_a_reason(
     assert documents_recover_stuck(now=later + timedelta(minutes=40)) == {"requeued": 0, "failed": 1}
     queued.refresh_from_db()
     assert queued.status == Document.Status.FAILED and "stopped 3 times" in queued.failure_reason
+
+
+def test_a_requeued_document_keeps_its_count_while_it_is_ingested_again() -> None:
+    document = document_create_from_upload(
+        stream=io.BytesIO(LEAVE_V1), file_name="leave.md", enqueue=False
+    ).document
+    Document.objects.filter(pk=document.pk).update(updated_at=timezone.now() - timedelta(minutes=30))
+    documents_recover_stuck()
+    # The re-queued job starts (parsing, embedding) and dies again: the count must still be there.
+    document.refresh_from_db()
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING)
+    _set_progress(document, status=Document.Status.PROCESSING, stage=IngestionStage.EMBEDDING, total=5)
+    Document.objects.filter(pk=document.pk).update(updated_at=timezone.now() - timedelta(minutes=30))
+    documents_recover_stuck()
+    document.refresh_from_db()
+    assert document.progress["requeues"] == 2
