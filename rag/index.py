@@ -14,7 +14,6 @@ the new vectors over in one transaction, so readers see the old index or the new
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from django.db.models import F
 from rag.embedding import MODEL_OF_CHOICE, Embedder, embedder_for_model, get_embedder
 from rag.models import Chunk, Document, EmbeddingIndex
 
-logger = logging.getLogger(__name__)
 INDEX_STATE_TTL = 5.0  # seconds a process trusts its last read of the index's model
 REEMBED_BATCH = 32
 
@@ -51,14 +49,15 @@ def index_models(*, fresh: bool = False) -> IndexModels:
     now = time.monotonic()
     if not fresh and _cached is not None and now - _cached[0] < INDEX_STATE_TTL:
         return _cached[1]
-    row = EmbeddingIndex.objects.order_by("pk").first()
-    models = (
-        IndexModels(row.model, row.target_model)
-        if row is not None
-        else IndexModels(MODEL_OF_CHOICE[settings.EMBEDDER], "")
-    )
+    models = _models_of(EmbeddingIndex.objects.order_by("pk").first())
     _cached = (now, models)
     return models
+
+
+def _models_of(row: EmbeddingIndex | None) -> IndexModels:
+    if row is None:
+        return IndexModels(MODEL_OF_CHOICE[settings.EMBEDDER], "")
+    return IndexModels(row.model, row.target_model)
 
 
 def index_models_forget() -> None:
@@ -117,10 +116,7 @@ def ingestion_embedders() -> tuple[Embedder, Embedder | None]:
 
 def index_models_locked() -> IndexModels:
     """The index's models, with the row locked against a swap until this transaction ends."""
-    row = EmbeddingIndex.objects.select_for_update(of=("self",)).order_by("pk").first()
-    if row is None:
-        return IndexModels(MODEL_OF_CHOICE[settings.EMBEDDER], "")
-    return IndexModels(row.model, row.target_model)
+    return _models_of(EmbeddingIndex.objects.select_for_update(of=("self",)).order_by("pk").first())
 
 
 @dataclass(frozen=True)
