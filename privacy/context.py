@@ -40,8 +40,9 @@ MEDICAL_CONDITION = "MEDICAL_CONDITION"
 _SENTENCE_END = re.compile(r"[.!?;\n]+")
 
 
-class _FoldedRecognizer(EntityRecognizer):
-    """One entity, any language; subclasses find spans in the folded text."""
+class _SpanRecognizer(EntityRecognizer):
+    """One entity, any language; subclasses return its spans (those that match without
+    diacritics fold the text themselves: not every one needs it)."""
 
     def __init__(self, *, entity: str, language: str, name: str) -> None:
         super().__init__(supported_entities=[entity], supported_language=language, name=f"{name}_{language}")
@@ -52,13 +53,11 @@ class _FoldedRecognizer(EntityRecognizer):
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
-        folded = fold(text)
         return [
-            RecognizerResult(self.supported_entities[0], start, end, 0.85)
-            for start, end in self.spans(text, folded)
+            RecognizerResult(self.supported_entities[0], start, end, 0.85) for start, end in self.spans(text)
         ]
 
-    def spans(self, text: str, folded: str) -> list[tuple[int, int]]:
+    def spans(self, text: str) -> list[tuple[int, int]]:
         raise NotImplementedError
 
 
@@ -79,14 +78,14 @@ def _medical_pattern() -> re.Pattern[str]:
     return re.compile(rf"(?<!\w)(?:(?:{modifiers})\s+)?(?:{terms})(?:\s+(?:{modifiers}))?(?!\w)")
 
 
-class MedicalConditionRecognizer(_FoldedRecognizer):
+class MedicalConditionRecognizer(_SpanRecognizer):
     """Every health term; `about_a_person` then keeps those said of somebody (privacy.analysis)."""
 
     def __init__(self, *, language: str) -> None:
         super().__init__(entity=MEDICAL_CONDITION, language=language, name="medical_terms")
 
-    def spans(self, text: str, folded: str) -> list[tuple[int, int]]:
-        return [m.span() for m in _medical_pattern().finditer(folded)]
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _medical_pattern().finditer(fold(text))]
 
 
 _CUES = re.compile(rf"(?<!\w)(?:{PERSON_CUES_EN}|{PERSON_CUES_VI})(?!\w)", re.IGNORECASE)
@@ -144,7 +143,7 @@ _ROLE_BEFORE = re.compile(
 )
 
 
-class CasedNameRecognizer(_FoldedRecognizer):
+class CasedNameRecognizer(_SpanRecognizer):
     """English-style names the NER misses: "margaret thornbury", "JONATHAN PIERCE",
     "Lars-Erik Nyström", "(Manager: Haruto Sato)". A known given name (census list, everyday
     words removed; a hyphenated one by its first part), or any capitalised word after a role
@@ -154,7 +153,7 @@ class CasedNameRecognizer(_FoldedRecognizer):
     def __init__(self, *, language: str) -> None:
         super().__init__(entity="PERSON", language=language, name="cased_names")
 
-    def spans(self, text: str, folded: str) -> list[tuple[int, int]]:
+    def spans(self, text: str) -> list[tuple[int, int]]:
         words = [m.span() for m in _WORD.finditer(text)]
         found: list[tuple[int, int]] = []
         i = 0
@@ -192,13 +191,13 @@ _LAST_FIRST = re.compile(
 )
 
 
-class LastFirstNameRecognizer(_FoldedRecognizer):
+class LastFirstNameRecognizer(_SpanRecognizer):
     """ "Okafor, Chinedu" after a word that introduces a person ("signed by", "from", "cc")."""
 
     def __init__(self, *, language: str) -> None:
         super().__init__(entity="PERSON", language=language, name="last_first_names")
 
-    def spans(self, text: str, folded: str) -> list[tuple[int, int]]:
+    def spans(self, text: str) -> list[tuple[int, int]]:
         return [m.span("value") for m in _LAST_FIRST.finditer(text)]
 
 
@@ -212,7 +211,7 @@ _PLACE_BEFORE = re.compile(
 _FAMILY = {fold(name): name for name in VIETNAMESE_FAMILY_NAMES | VIETNAMESE_FAMILY_NAMES_AMBIGUOUS}
 
 
-class VietnameseNameRecognizer(_FoldedRecognizer):
+class VietnameseNameRecognizer(_SpanRecognizer):
     """Vietnamese names by their family name: "Nguyễn Thị Lan", "PHẠM MINH TUẤN", "nguyen thi
     lan". Capitalised: a family name and 1-3 capitalised given-name syllables (two for a family
     name that doubles as a word, "Lê", "Hồ", "Mai"). Lowercase, where sentences are lowercase
@@ -224,7 +223,8 @@ class VietnameseNameRecognizer(_FoldedRecognizer):
     def __init__(self, *, language: str) -> None:
         super().__init__(entity="PERSON", language=language, name="vietnamese_names")
 
-    def spans(self, text: str, folded: str) -> list[tuple[int, int]]:
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        folded = fold(text)
         words = [m.span() for m in re.finditer(r"[a-z]+", folded)]
         found: list[tuple[int, int]] = []
         i = 0
