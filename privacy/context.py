@@ -4,9 +4,10 @@ health conditions about a person, employee ids in any format next to the words t
 and Vietnamese home addresses.
 
 The statistical NER (spaCy for English, underthesea's CRF for Vietnamese) finds capitalised
-names in ordinary sentences; what it misses on unseen messages is what these add. Each matches
-on the folded text (privacy.language.fold: lowercase, no diacritics, same offsets), so one
-pattern serves "Nguyễn Thị Lan", "nguyen thi lan" and "NGUYỄN THỊ LAN".
+names in ordinary sentences; what it misses on unseen messages is what these add. The health
+terms and Vietnamese names match on the folded text (privacy.language.fold: lowercase, no
+diacritics, same offsets), so one pattern serves "Nguyễn Thị Lan", "nguyen thi lan" and
+"NGUYỄN THỊ LAN". Employee ids and addresses are regexes for privacy.recognizers.RegexRecognizer.
 """
 
 from __future__ import annotations
