@@ -203,6 +203,8 @@ class FakeOpenAI:
     # partial assistant message (or, with restart=True, start over like small models do).
     continue_from_partial: bool = False
     restart: bool = False
+    # Compute the answer from the request instead of `text` (bench/strong_backend.py).
+    answerer: Callable[[list[dict[str, str]]], str] | None = None
     http: MiniHTTPServer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -279,6 +281,8 @@ class FakeOpenAI:
         await end_chunked(writer)
 
     def _answer_text(self, messages: list[dict[str, str]]) -> str:
+        if self.answerer is not None:
+            return self.answerer(messages)
         partial = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), "")
         if self.continue_from_partial and partial and not self.restart and self.text.startswith(partial):
             return self.text[len(partial) :]

@@ -28,7 +28,8 @@ from django.test.utils import override_settings  # noqa: E402
 from bench.common import percentiles  # noqa: E402
 from bench.fake_llm import DEFAULT_TEXT, FakeOpenAI  # noqa: E402
 from bench.ws_load import DEFAULT_QUESTIONS  # noqa: E402
-from chat.services import Done, question_answer  # noqa: E402
+from chat.events import Done  # noqa: E402
+from chat.pipeline import question_answer  # noqa: E402
 from llm.config import BackendConfig  # noqa: E402
 
 

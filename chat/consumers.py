@@ -17,18 +17,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from chat.events import AskError, Started, TokenOut, event_as_json
+from chat.limits import rate_limited
+from chat.pipeline import question_answer
 from chat.selectors import user_may_ask
-from chat.services import (
-    AskError,
-    CitationsOut,
-    Done,
-    HandoverOut,
-    Started,
-    TokenOut,
-    message_feedback_record,
-    question_answer,
-    rate_limited,
-)
+from chat.services import message_feedback_record
 from config import metrics
 from config.tracing import new_id, trace_id_var
 from privacy.services import placeholders_restore, placeholders_restore_html
@@ -137,7 +130,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 if isinstance(event, Started):
                     self.answering = event.conversation_id
                     self.restorations.setdefault(event.conversation_id, {}).update(event.restorations)
-                await self.send_json(self._restore(self._serialise(event)))
+                await self.send_json(self._restore(event_as_json(event)))
         except AskError as exc:
             await self.send_error(exc.code, exc.message)
         except asyncio.CancelledError:
@@ -173,34 +166,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             mapping = self.restorations.get(content.get("conversation_id", ""), {})
             content["html"] = placeholders_restore_html(html=content["html"], restorations=mapping)
         return content
-
-    @staticmethod
-    def _serialise(event: Started | HandoverOut | CitationsOut | Done) -> dict[str, Any]:
-        if isinstance(event, Started):
-            return {
-                "type": "started",
-                "conversation_id": event.conversation_id,
-                "message_id": event.message_id,
-            }
-        if isinstance(event, HandoverOut):
-            return {"type": "handover", "from": event.from_backend, "to": event.to_backend}
-        if isinstance(event, CitationsOut):
-            items = [
-                {k: c[k] for k in ("n", "document_id", "title", "heading", "page", "url", "cited")}
-                for c in event.items
-            ]
-            return {"type": "citations", "items": items}
-        return {
-            "type": "done",
-            "message_id": event.message_id,
-            "conversation_id": event.conversation_id,
-            "html": event.html,
-            "backend": event.backend,
-            "verified": event.verified,
-            "fallback": event.fallback,
-            "handover": event.handover,
-            "timings": event.timings,
-        }
 
     async def on_feedback(self, message: dict[str, Any]) -> None:
         value, message_id, comment = (

@@ -1,4 +1,4 @@
-"""Prompt building, citation checking, answer rendering and the extractive last resort.
+"""Prompt building, citation checking and answer rendering.
 
 Pure functions over redacted text: no database, no network. The pipeline calls them.
 """
@@ -136,7 +136,12 @@ def citations_check(*, answer: str, passage_count: int) -> CheckedAnswer:
     return CheckedAnswer(text=text.strip(), cited=cited, removed=removed, verified=bool(cited))
 
 
+# Around a sentence the claim check could not find in the passages; rendered as a marked span.
+MARK_START, MARK_END = "\ue000", "\ue001"
+UNSUPPORTED_TITLE = "Not found in the policy text this answer was given"
+
 ALLOWED_TAGS = {
+    "span",
     "p",
     "br",
     "strong",
@@ -169,13 +174,19 @@ def _markdown() -> markdown.Markdown:
 
 def answer_render(*, text: str, citation_urls: dict[int, str]) -> str:
     """Markdown → HTML, sanitised (nothing the model or a document wrote can run), then
-    citation markers become links to the cited passage."""
+    citation markers become links to the cited passage, and the claim check's marks spans."""
     # Escape markup first: "<PERSON_1>" must show as text and any tag the model or a
     # document wrote stays inert. ">" is left for Markdown blockquotes.
     escaped = text.replace("&", "&amp;").replace("<", "&lt;")
     rendered = _markdown().reset().convert(escaped)
+    marked = rendered.replace(MARK_START, f'<span class="unsupported" title="{UNSUPPORTED_TITLE}">').replace(
+        MARK_END, "</span>"
+    )
     clean = nh3.clean(
-        rendered, tags=ALLOWED_TAGS, attributes={"a": {"href", "class", "data-n"}}, link_rel=None
+        marked,
+        tags=ALLOWED_TAGS,
+        attributes={"a": {"href", "class", "data-n"}, "span": {"class", "title"}},
+        link_rel=None,
     )
 
     def link(match: re.Match[str]) -> str:
@@ -186,28 +197,3 @@ def answer_render(*, text: str, citation_urls: dict[int, str]) -> str:
         return f'<a class="cite" data-n="{n}" href="{html.escape(url)}">[{n}]</a>'
 
     return CITATION.sub(link, clean)
-
-
-UNAVAILABLE_NOTICE = {
-    "en": "The assistant is unavailable right now, so here are the passages from the policies that best match your question:",
-    "vi": "Trợ lý hiện không khả dụng, vì vậy đây là các đoạn trong chính sách phù hợp nhất với câu hỏi của bạn:",
-}
-NO_PASSAGES = {
-    "en": "The assistant is unavailable right now and no policy passage matched your question. Please try again later.",
-    "vi": "Trợ lý hiện không khả dụng và không có đoạn chính sách nào phù hợp với câu hỏi của bạn. Vui lòng thử lại sau.",
-}
-
-
-def extractive_answer(*, passages: Sequence[RetrievedChunk], language: str, limit: int = 3) -> str:
-    if not passages:
-        return NO_PASSAGES.get(language, NO_PASSAGES["en"])
-    lines = [UNAVAILABLE_NOTICE.get(language, UNAVAILABLE_NOTICE["en"]), ""]
-    for n, chunk in enumerate(passages[:limit], start=1):
-        quote = " ".join(chunk.text.split())
-        if len(quote) > 400:
-            quote = quote[:400].rsplit(" ", 1)[0] + " …"
-        where = f"{chunk.title} — {chunk.heading_path}" if chunk.heading_path else chunk.title
-        lines.append(f"> {quote} [{n}]")
-        lines.append(f"> — *{where}*")
-        lines.append("")
-    return "\n".join(lines).strip()

@@ -14,6 +14,10 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 KINDS = ("openai", "ollama", "local")
+# How far an answer trusts the model (README, "Answer modes"): "evidence" quotes the policy
+# sentences first and lets the model add at most a short summary of them; "generate" lets the
+# model answer from the passages, followed by the quoted evidence. Both are claim-checked.
+ANSWER_MODES = ("evidence", "generate")
 LOCAL_MODEL = "smollm2-135m-instruct"
 # The CPU runtime reads prompts at ~150 tokens/s per thread: a smaller context keeps the
 # first token within seconds (fewer, shorter passages). Explicit values still win.
@@ -47,6 +51,11 @@ class BackendConfig(BackendDefaults):
     api_key_env: str | None = None
     # vLLM continues a partial assistant turn natively; others get a plain instruction.
     continue_final_message: bool = False
+    answer_mode: str = ""  # "" → evidence for the local kind, generate for the others
+
+    def __post_init__(self) -> None:
+        if not self.answer_mode:
+            object.__setattr__(self, "answer_mode", "evidence" if self.kind == "local" else "generate")
 
     @property
     def wire(self) -> str:
@@ -124,6 +133,11 @@ def _backend(index: int, raw: Any, defaults: BackendDefaults, local_url: str) ->
     values["model"] = _string(index, "model", values["model"])
     if "api_key_env" in raw and raw["api_key_env"] is not None:
         values["api_key_env"] = _string(index, "api_key_env", raw["api_key_env"])
+    values["answer_mode"] = raw.get("answer_mode", "")
+    if "answer_mode" in raw and raw["answer_mode"] not in ANSWER_MODES:
+        raise _bad(
+            index, "answer_mode", f"must be one of {', '.join(ANSWER_MODES)}, got {values['answer_mode']!r}"
+        )
     if "continue_final_message" in raw:
         if not isinstance(raw["continue_final_message"], bool):
             raise _bad(index, "continue_final_message", "must be true or false")

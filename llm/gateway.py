@@ -371,8 +371,10 @@ class Generation:
 
     async def _extractive(self) -> AsyncGenerator[Token, None]:
         result = self.result
-        text = ("\n\n" if result.text else "") + (self.extractive or "")
         result.backend, result.fallback = "extractive", True
+        if not self.extractive:
+            return  # the caller already showed what it had (evidence mode)
+        text = ("\n\n" if result.text else "") + self.extractive
         # Streamed in word-sized pieces so the client renders it like any other answer.
         pieces = text.split(" ")
         for i, piece in enumerate(pieces):
@@ -430,6 +432,14 @@ class Gateway:
 
     def runtime(self, name: str) -> BackendRuntime:
         return next(r for r in self.runtimes if r.config.name == name)
+
+    def likely_backend(self) -> BackendConfig | None:
+        """The backend a request made now would try first: the first whose breaker is not open
+        (the answer's shape is chosen for it before generation starts)."""
+        for runtime in self.runtimes:
+            if runtime.breaker.state != BreakerState.OPEN:
+                return runtime.config
+        return None
 
     def stream_interval(self, backend: BackendConfig) -> float:
         """The backend's stream interval, stretched when this process relays more streams than

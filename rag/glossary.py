@@ -161,6 +161,27 @@ VI_EN: dict[str, str] = {
     "hằng tuần": "weekly",
     "tối thiểu": "minimum",
     "tối đa": "maximum",
+    # time, quantities and leave bookkeeping (added with the answer evaluation: words the
+    # dev questions used that the glossary lacked; general vocabulary, not any page's wording)
+    "giờ": "hours",
+    "ngày": "days",
+    "tuần": "weeks",
+    "kỳ lương": "pay period",
+    "ứng trước": "advanced",
+    "chuyển sang năm sau": "carry over next year",
+    "tích lũy": "accrue accrued",
+    "hết hạn": "expire expires",
+    "mẫu đơn": "form",
+    "đơn xin": "request form",
+    "tín chỉ": "credit",
+    "giờ bù": "comp time",
+    "nhà tuyển dụng": "employer",
+    "phiếu thanh toán": "voucher",
+    "xem xét": "review reviewed",
+    "phê duyệt": "approval approved",
+    "khẩn cấp": "emergency",
+    "ngoài giờ": "after hours",
+    "danh thiếp": "business cards",
 }
 
 

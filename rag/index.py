@@ -14,7 +14,9 @@ the new vectors over in one transaction, so readers see the old index or the new
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +71,30 @@ def index_models_forget() -> None:
 def query_embedder() -> Embedder:
     """The embedder for questions: the model whose vectors the index holds now."""
     return embedder_for_model(index_models().model)
+
+
+_sentence_vectors: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+_sentence_lock = threading.Lock()
+SENTENCE_CACHE_SIZE = 20_000  # ~31 MB of vectors: the sentences of the policies people ask about
+
+
+def sentence_vectors(texts: list[str]) -> list[list[float]]:
+    """Passage-side embeddings of sentences (evidence selection), with the index's model.
+    Cached: the same policy sentences answer many questions, and one costs ~4 ms."""
+    embedder = query_embedder()
+    model = getattr(embedder, "name", "")
+    with _sentence_lock:
+        cached = {t: _sentence_vectors.get((model, t)) for t in texts}
+    missing = [t for t, vector in cached.items() if vector is None]
+    if missing:
+        for text, vector in zip(missing, embedder.embed_documents(missing), strict=True):
+            cached[text] = vector
+        with _sentence_lock:
+            for text in missing:
+                _sentence_vectors[(model, text)] = cached[text] or []
+            while len(_sentence_vectors) > SENTENCE_CACHE_SIZE:
+                _sentence_vectors.popitem(last=False)
+    return [cached[t] or [] for t in texts]
 
 
 def vector_column_dimensions() -> int:

@@ -157,8 +157,28 @@ def retrieve(
     hybrid mode a candidate's document also scores by how near its title is to the question.
     A user of None or an anonymous user sees only documents open to everyone.
     """
-    rows = _run_retrieval(_retrieval_params(query=query, user=user, k=k, mode=mode))
-    return [RetrievedChunk(*row) for row in rows]
+    return retrieve_for_question(query=query, user=user, k=k, mode=mode).passages
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    passages: list[RetrievedChunk]
+    question_vector: list[float]  # what the passages were searched with (evidence reuses it)
+    english_terms: str  # a Vietnamese question's glossary words ("" otherwise)
+
+
+def retrieve_for_question(
+    *, query: str, user: AbstractBaseUser | AnonymousUser | None, k: int | None = None, mode: Mode = "hybrid"
+) -> Retrieval:
+    """`retrieve`, also returning the question's vector and glossary terms."""
+    params = _retrieval_params(query=query, user=user, k=k, mode=mode)
+    vector = params.pop("vector")
+    rows = _run_retrieval(params)
+    return Retrieval(
+        passages=[RetrievedChunk(*row) for row in rows],
+        question_vector=vector,
+        english_terms=params["english_query"] if params["vietnamese"] else "",
+    )
 
 
 def retrieval_plan(
@@ -166,6 +186,7 @@ def retrieval_plan(
 ) -> str:
     """EXPLAIN ANALYZE of the retrieval query for `query` (bench/retrieval_scale.py --explain)."""
     params = _retrieval_params(query=query, user=user, k=k, mode=mode)
+    params.pop("vector")
     return "\n".join(row[0] for row in _run_retrieval(params, explain=True))
 
 
@@ -180,6 +201,7 @@ def _retrieval_params(
     return {
         "user_id": user.pk if user is not None and user.is_authenticated else None,
         "embedding": "[" + ",".join(f"{x:.7f}" for x in embedding) + "]",
+        "vector": embedding,
         "query": query,
         # English passages are searched with the glossary's words only: the Vietnamese words
         # match no English stem, and each word OR-ed in made ranking 1,500 matches slower.
@@ -229,3 +251,33 @@ def document_visible_to(*, user: AbstractBaseUser | AnonymousUser, document_id: 
     )
     ids = [d.id for d in visible]
     return Document.objects.filter(pk__in=ids).first()
+
+
+MAX_HIGHLIGHTS = 20
+
+
+def evidence_spans(raw: str) -> list[tuple[int, int]]:
+    """ "12-80,95-140" → [(12, 80), (95, 140)]; anything malformed is ignored (it comes from a URL)."""
+    spans = []
+    for part in raw.split(",")[:MAX_HIGHLIGHTS]:
+        start, _, end = part.partition("-")
+        if start.isdigit() and end.isdigit() and int(start) < int(end):
+            spans.append((int(start), int(end)))
+    return sorted(spans)
+
+
+def text_segments(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """The text cut into (piece, highlighted) runs by the spans, which may overlap or overrun."""
+    segments: list[tuple[str, bool]] = []
+    position = 0
+    for start, end in spans:
+        start, end = max(start, position), min(end, len(text))
+        if start >= end:
+            continue
+        if start > position:
+            segments.append((text[position:start], False))
+        segments.append((text[start:end], True))
+        position = end
+    if position < len(text):
+        segments.append((text[position:], False))
+    return segments

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import role_required
 from accounts.roles import ASK_QUESTIONS, MANAGE_DOCUMENTS
 from rag.models import Document
-from rag.selectors import document_list, document_visible_to
+from rag.selectors import document_list, document_visible_to, evidence_spans, text_segments
 from rag.services import document_create_from_upload, document_delete, document_reindex, document_retire
 
 MAX_FILES_PER_UPLOAD = 50
@@ -70,13 +70,17 @@ def delete(request: HttpRequest, document_id: int) -> HttpResponse:
 
 @role_required(ASK_QUESTIONS)
 def view(request: HttpRequest, document_id: int) -> HttpResponse:
-    """A document's passages, with the cited one (?chunk=ID) highlighted. Same access rule as retrieval."""
+    """A document's passages: the cited one (?chunk=ID) highlighted, and in it the evidence
+    sentences the answer quoted (&hl=START-END,…, character offsets). Same access rule as retrieval."""
     document = document_visible_to(user=request.user, document_id=document_id)
     if document is None:
         raise Http404
     highlighted = request.GET.get("chunk", "")
+    spans = evidence_spans(request.GET.get("hl", ""))
+    passages = [
+        {"chunk": chunk, "segments": text_segments(chunk.text, spans if str(chunk.pk) == highlighted else [])}
+        for chunk in document.chunks.all()
+    ]
     return render(
-        request,
-        "rag/view.html",
-        {"document": document, "chunks": document.chunks.all(), "highlighted": highlighted},
+        request, "rag/view.html", {"document": document, "passages": passages, "highlighted": highlighted}
     )

@@ -161,7 +161,9 @@ async def test_tokens_that_arrive_together_share_a_frame(employee: User) -> None
                 await ask(ws, "How much annual leave do I get?")
                 frames[interval] = [m["text"] for m in await until(ws, "done") if m["type"] == "token"]
 
-    assert "".join(frames[0.0]) == "".join(frames[0.1]) == text
+    # Generate mode: the model's answer, then the quoted evidence ("What the policy says").
+    assert "".join(frames[0.0]) == "".join(frames[0.1])
+    assert "".join(frames[0.0]).startswith(text + "\n\n**What the policy says**")
     assert len(frames[0.0]) >= 40, "unpaced, nearly every token is its own frame"
     assert len(frames[0.1]) <= 20, "paced, the tokens of each 0.1 s go out together"
     assert frames[0.1][0] == "word0", "the first token is not held back"
@@ -359,7 +361,9 @@ async def test_a_mid_stream_failure_is_reported_as_a_handover(employee: User) ->
     handovers = [m for m in messages if m["type"] == "handover"]
     assert handovers == [{"type": "handover", "from": "primary", "to": "secondary"}]
     streamed = "".join(m["text"] for m in messages if m["type"] == "token")
-    assert streamed == "You get 20 days of annual leave [1]." and messages[-1]["handover"] is True
+    assert (
+        streamed.startswith("You get 20 days of annual leave [1].\n\n") and messages[-1]["handover"] is True
+    )
 
 
 # --- conversations and feedback ---------------------------------------------------------------
@@ -370,7 +374,8 @@ async def test_a_follow_up_carries_redacted_history_with_stable_placeholders(emp
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
             await ask(ws, "My manager John Smith refused my annual leave. Can he?")
             started = (await until(ws, "done"))[0]
-            await ask(ws, "Can I escalate John Smith's refusal?", conversation_id=started["conversation_id"])
+            follow_up = "Can John Smith refuse to let me carry over unused days of annual leave?"
+            await ask(ws, follow_up, conversation_id=started["conversation_id"])
             second = await until(ws, "done")
     assert second[0]["conversation_id"] == started["conversation_id"]
     sent = [r.json()["messages"] for r in server.http.requests if r.path.endswith("/completions")][-1]

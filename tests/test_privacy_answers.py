@@ -84,7 +84,7 @@ async def test_a_client_supplied_conversation_id_is_not_logged_as_sent(
 ) -> None:
     async with fake() as server:
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
-            with caplog.at_level(logging.INFO, logger="chat.services"):
+            with caplog.at_level(logging.INFO, logger="chat.pipeline"):
                 await ask(ws, "How much leave do I get?", conversation_id="jane.doe@example.com is my id")
                 await until(ws, "error")
     logged = [

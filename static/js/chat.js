@@ -170,7 +170,12 @@ function finish(item, done) {
   item.querySelector(".answer").innerHTML = done.html;
   if (done.fallback) banner(item, "warn", t("fallback"));
   if (done.handover) banner(item, "info", t("handover"));
-  if (!done.verified && !done.fallback) banner(item, "warn", t("unverified"));
+  if (done.declined) item.querySelector(".answer").classList.add("declined");
+  if (!done.verified && !done.fallback) {
+    // Say why: the claim check's findings (a number or address the policy text does not hold).
+    const why = (done.checks || []).join("; ");
+    banner(item, "warn", why ? `${t("unverified")} (${why})` : t("unverified"));
+  }
   item.querySelector(".bubble").append(actions());
   settle(item);
 }

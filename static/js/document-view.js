@@ -1,7 +1,8 @@
-// Scroll the cited passage into view and move focus there for keyboard and screen-reader users.
-const highlighted = document.querySelector(".passage.highlighted");
-if (highlighted) {
-  highlighted.tabIndex = -1;
-  highlighted.scrollIntoView({ block: "center" });
-  highlighted.focus({ preventScroll: true });
+// Scroll the quoted evidence (or else the cited passage) into view and move focus there for
+// keyboard and screen-reader users.
+const target = document.querySelector(".passage.highlighted mark.evidence") || document.querySelector(".passage.highlighted");
+if (target) {
+  target.tabIndex = -1;
+  target.scrollIntoView({ block: "center" });
+  target.focus({ preventScroll: true });
 }

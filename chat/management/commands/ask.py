@@ -8,7 +8,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chat.services import AskError, Done, HandoverOut, Started, TokenOut, question_answer
+from chat.events import AskError, Done, HandoverOut, Started, TokenOut, event_as_json
+from chat.pipeline import question_answer
 
 
 class Command(BaseCommand):
@@ -32,10 +33,10 @@ class Command(BaseCommand):
         except AskError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         if options["json"] and done is not None:
+            # The socket's `done` event, with what a script needs besides: the text and sources.
             summary = {
+                **event_as_json(done),
                 "answer": done.text,
-                "conversation_id": done.conversation_id,
-                "message_id": done.message_id,
                 "citations": [
                     {
                         k: c[k]
@@ -43,12 +44,7 @@ class Command(BaseCommand):
                     }
                     for c in done.citations
                 ],
-                "backend": done.backend,
                 "attempts": done.attempts,
-                "verified": done.verified,
-                "fallback": done.fallback,
-                "handover": done.handover,
-                "timings": done.timings,
             }
             self.stdout.write(json.dumps(summary, ensure_ascii=False))
 

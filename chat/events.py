@@ -1,0 +1,89 @@
+"""The events of one answer, as the pipeline yields them, and their one JSON serialisation
+(the WebSocket contract in the README; `manage.py ask --json` prints the same `done`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class AskError(Exception):
+    """A refusal the client is told about with an error code from the socket contract."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Started:
+    conversation_id: str
+    message_id: str
+    # The question's placeholders → what the user typed: for their own socket only, never sent.
+    restorations: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class TokenOut:
+    text: str
+
+
+@dataclass(frozen=True)
+class HandoverOut:
+    from_backend: str
+    to_backend: str
+
+
+@dataclass(frozen=True)
+class CitationsOut:
+    items: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Done:
+    message_id: str
+    conversation_id: str
+    text: str
+    html: str
+    backend: str
+    verified: bool
+    fallback: bool
+    handover: bool
+    citations: list[dict[str, Any]]
+    attempts: list[dict[str, Any]]
+    timings: dict[str, float | None]
+    mode: str = "evidence"  # evidence | generate (llm.config.ANSWER_MODES)
+    declined: bool = False  # "the policies do not cover this"
+    checks: list[str] = field(default_factory=list)  # why the answer is unverified, if it is
+    answerability: float = 0.0
+
+
+Event = Started | TokenOut | HandoverOut | CitationsOut | Done
+
+CITATION_FIELDS = ("n", "document_id", "title", "heading", "page", "url", "cited")
+
+
+def event_as_json(event: Event) -> dict[str, Any]:
+    if isinstance(event, Started):
+        return {"type": "started", "conversation_id": event.conversation_id, "message_id": event.message_id}
+    if isinstance(event, TokenOut):
+        return {"type": "token", "text": event.text}
+    if isinstance(event, HandoverOut):
+        return {"type": "handover", "from": event.from_backend, "to": event.to_backend}
+    if isinstance(event, CitationsOut):
+        return {"type": "citations", "items": [{k: c[k] for k in CITATION_FIELDS} for c in event.items]}
+    return {
+        "type": "done",
+        "message_id": event.message_id,
+        "conversation_id": event.conversation_id,
+        "html": event.html,
+        "backend": event.backend,
+        "verified": event.verified,
+        "fallback": event.fallback,
+        "handover": event.handover,
+        "mode": event.mode,
+        "declined": event.declined,
+        "checks": event.checks,
+        "timings": event.timings,
+    }
