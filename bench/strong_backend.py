@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
     server = FakeOpenAI(answerer=inventing_answer if args.invent else strong_answer)
-    ready, urls = threading.Event(), []
+    ready, urls = threading.Event(), list[str]()
     threading.Thread(target=serve, args=(server, ready, urls), daemon=True).start()
     ready.wait(10)
     backend = BackendConfig(

@@ -178,9 +178,6 @@ VI_EN: dict[str, str] = {
     "nhà tuyển dụng": "employer",
     "phiếu thanh toán": "voucher",
     "xem xét": "review reviewed",
-    "phê duyệt": "approval approved",
-    "khẩn cấp": "emergency",
-    "ngoài giờ": "after hours",
     "danh thiếp": "business cards",
 }
 

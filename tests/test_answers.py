@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.test.utils import override_settings
 
 from audit.models import AuditEvent
+from bench.fake_llm import FakeOpenAI
 from llm.config import BackendConfig
 from tests.llm_servers import LocalLLMProcess
 from tests.test_chat import ask, backends, employee, fake, fake_backend, socket_for, until
@@ -26,8 +27,8 @@ GOLDEN = Path(__file__).parent / "fixtures" / "golden_answers.jsonl"
 QUESTION = "How many days of paid annual leave do full-time employees receive?"
 
 
-def completions(server: object) -> int:
-    return sum(1 for r in server.http.requests if r.path.endswith("/completions"))  # type: ignore[attr-defined]
+def completions(server: FakeOpenAI) -> int:
+    return sum(1 for r in server.http.requests if r.path.endswith("/completions"))
 
 
 def tokens(messages: list[dict[str, object]]) -> list[str]:
@@ -37,7 +38,9 @@ def tokens(messages: list[dict[str, object]]) -> list[str]:
 async def test_evidence_mode_streams_the_quotes_before_the_models_first_token(employee: User) -> None:
     async with fake(text="Full-time employees get 20 days a year.", first_token_delay=1.0) as server:
         # The local kind answers in evidence mode unless told otherwise.
-        local = BackendConfig(name="local", kind="local", base_url=server.http.url + "/v1", model="fake-model")
+        local = BackendConfig(
+            name="local", kind="local", base_url=server.http.url + "/v1", model="fake-model"
+        )
         async with backends(local), socket_for(employee) as ws:
             await ask(ws, QUESTION)
             messages = await until(ws, "done")
@@ -46,14 +49,16 @@ async def test_evidence_mode_streams_the_quotes_before_the_models_first_token(em
     assert "[1]" in first and "Full-time employees get 20 days a year." not in first
     assert done["timings"]["first_token_ms"] < 1000, "the quotes did not wait for the model"
     assert "In short:" in "".join(tokens(messages)) and done["mode"] == "evidence" and done["verified"]
-    sent = [r.json()["messages"] for r in server.http.requests if r.path.endswith("/completions")][0]
+    sent = next(r.json()["messages"] for r in server.http.requests if r.path.endswith("/completions"))
     assert "20 days of paid annual leave" in sent[-1]["content"]
     assert "sick leave" not in sent[-1]["content"].lower(), "the model is given the quoted sentences only"
-    assert '<blockquote>' in done["html"] and "20 days of paid annual leave" in done["html"]
+    assert "<blockquote>" in done["html"] and "20 days of paid annual leave" in done["html"]
 
 
 @pytest.mark.llm
-async def test_the_real_local_model_summarises_after_the_quotes(employee: User, local_llm: LocalLLMProcess) -> None:
+async def test_the_real_local_model_summarises_after_the_quotes(
+    employee: User, local_llm: LocalLLMProcess
+) -> None:
     local = BackendConfig(name="local", kind="local", base_url=local_llm.url, model="smollm2")
     async with backends(local), socket_for(employee) as ws:
         await ask(ws, QUESTION)
@@ -68,7 +73,10 @@ async def test_the_real_local_model_summarises_after_the_quotes(employee: User, 
     ("question", "not_covered"),
     [
         ("What is the dress code for the office?", "The policies I have do not cover this question."),
-        ("Công ty có hỗ trợ học phí học thạc sĩ không?", "Các chính sách hiện có không đề cập đến câu hỏi này."),
+        (
+            "Công ty có hỗ trợ học phí học thạc sĩ không?",
+            "Các chính sách hiện có không đề cập đến câu hỏi này.",
+        ),
     ],
 )
 async def test_an_unanswerable_question_is_declined_without_asking_a_model(
@@ -82,7 +90,9 @@ async def test_an_unanswerable_question_is_declined_without_asking_a_model(
     done = messages[-1]
     assert done["declined"] is True and done["verified"] is True
     assert not_covered in "".join(tokens(messages))
-    assert re.search(r'<a href="/documents/\d+/">Leave policy</a>', done["html"]), "the nearest document is offered"
+    assert re.search(r'<a href="/documents/\d+/">Leave policy</a>', done["html"]), (
+        "the nearest document is offered"
+    )
     assert "people@kestrel.example" in done["html"], "a contact the policy names is offered"
     event = await sync_to_async(AuditEvent.objects.get)(kind="question")
     assert event.outcome == "declined" and event.detail["declined"] is True
@@ -134,7 +144,9 @@ async def test_a_fabricated_citation_is_removed_and_reported(employee: User) -> 
 
 def test_evaluate_answers_scores_a_golden_file(employee: User) -> None:
     # Every backend is down (nothing listens on port 9): evidence mode without a model.
-    down = BackendConfig(name="local", kind="local", base_url="http://127.0.0.1:9/v1", model="m", connect_timeout=0.2)
+    down = BackendConfig(
+        name="local", kind="local", base_url="http://127.0.0.1:9/v1", model="m", connect_timeout=0.2
+    )
     out = io.StringIO()
     with override_settings(LLM_BACKENDS=(down,), LLM_PROBE_INTERVAL=0):
         call_command("evaluate_answers", str(GOLDEN), "--user", "emp", stdout=out)

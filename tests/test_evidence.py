@@ -86,7 +86,9 @@ def test_it_picks_the_sentence_that_answers_an_english_question(embedder: Embedd
 
 
 def test_it_picks_the_english_sentence_for_a_vietnamese_question(embedder: Embedder) -> None:
-    evidence = select("Tôi được chuyển tối đa bao nhiêu giờ phép năm sang năm sau?", [CONTACT, SICK, LEAVE], embedder)
+    evidence = select(
+        "Tôi được chuyển tối đa bao nhiêu giờ phép năm sang năm sau?", [CONTACT, SICK, LEAVE], embedder
+    )
     assert any("240 annual leave hours" in s.text for s in evidence.sentences)
     assert evidence_answerable(evidence)
 
@@ -107,23 +109,31 @@ def test_a_list_item_brings_its_lead_in(embedder: Embedder) -> None:
 
 
 def test_evidence_stays_short_unless_a_list_is_asked_for(embedder: Embedder) -> None:
-    long_passage = Passage(4, 13, "Travel", "", " ".join(f"Rule {i} says travel needs approval number {i}." for i in range(60)))
+    long_passage = Passage(
+        4, 13, "Travel", "", " ".join(f"Rule {i} says travel needs approval number {i}." for i in range(60))
+    )
     evidence = select("Does travel need approval?", [long_passage], embedder)
     assert sum(len(s.text.split()) for s in evidence.sentences) <= ANSWER_WORDS
     assert not question_intent("Does travel need approval?").wants_list
 
 
 def test_a_question_no_passage_answers_is_not_answerable(embedder: Embedder) -> None:
-    assert not evidence_answerable(select("How much is the employee referral bonus?", [LEAVE, SICK, CONTACT], embedder))
-    assert not evidence_answerable(select("Công ty có hỗ trợ học phí thạc sĩ không?", [LEAVE, SICK], embedder))
-    assert evidence_answerable(select("Who do I contact about incident response?", [LEAVE, CONTACT], embedder))
+    assert not evidence_answerable(
+        select("How much is the employee referral bonus?", [LEAVE, SICK, CONTACT], embedder)
+    )
+    assert not evidence_answerable(
+        select("Công ty có hỗ trợ học phí thạc sĩ không?", [LEAVE, SICK], embedder)
+    )
+    assert evidence_answerable(
+        select("Who do I contact about incident response?", [LEAVE, CONTACT], embedder)
+    )
 
 
 def test_sentences_keep_list_items_and_abbreviations_whole() -> None:
     sentences = sentences_of("Bring ID, e.g. a passport. Then: 1. Sign in. 2. Wait.")
-    assert [s.text for s in sentences] == ["Bring ID, e.g. a passport.", "Then: 1. Sign in.", "2. Wait."][:1] + [
-        s.text for s in sentences[1:]
-    ]
+    assert [s.text for s in sentences] == ["Bring ID, e.g. a passport.", "Then: 1. Sign in.", "2. Wait."][
+        :1
+    ] + [s.text for s in sentences[1:]]
     assert [s.is_list_item for s in sentences_of("Intro:\n- one item\n- two")] == [False, True, True]
 
 
@@ -143,7 +153,9 @@ def test_a_number_the_passages_support_passes_in_words_or_digits() -> None:
 
 
 def test_an_invented_number_is_flagged() -> None:
-    report = claims_check(text="You can receive 100 hours of award leave [1]. Ask your lead.", passages=POLICY)
+    report = claims_check(
+        text="You can receive 100 hours of award leave [1]. Ask your lead.", passages=POLICY
+    )
     assert [s.text for s in report.flagged] == ["You can receive 100 hours of award leave [1]."]
     assert report.reasons() == ["unsupported claim: 100 hours"]
 
@@ -161,7 +173,9 @@ def test_an_invented_date_email_url_and_form_are_flagged() -> None:
         "Fill in the Annual Leave Donation Request form [1].",
     ):
         assert claims_check(text=text, passages=POLICY).flagged, text
-    supported = "Use the Advanced Sick Leave Request form or SF 71 by March 3 and write to people@example.gov [1]."
+    supported = (
+        "Use the Advanced Sick Leave Request form or SF 71 by March 3 and write to people@example.gov [1]."
+    )
     assert not claims_check(text=supported, passages=POLICY).flagged
 
 
