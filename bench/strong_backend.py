@@ -4,8 +4,11 @@ answers from the passages it is sent, as a strong model would, in generate mode.
     python -m bench.strong_backend bench/golden/answers.jsonl            # answers correctly
     python -m bench.strong_backend bench/golden/answers.jsonl --invent   # changes a number
 
-The "strong" model quotes the passage sentence that shares the most words with the question,
-with its citation; it says the passages do not cover the question when none shares any. The
+The "strong" model stands for one that reads the passages well: it answers with the passage
+sentence that holds the golden facts when a passage it was sent holds them (else the sentence
+sharing most words with the question, Vietnamese read through the glossary), with its
+citation; it says the passages do not cover the question when none shares any word. It shows
+whether the pipeline keeps a right answer right: claims pass, citations stay, facts survive. The
 inventing one gives the same answer with one number changed (or a deadline added), so the
 claim check must flag every answer it writes. Prints evaluate_answers' totals, then one line
 saying how many answers the model wrote with an invented claim and how many were flagged.
@@ -36,8 +39,9 @@ from django.test.utils import override_settings  # noqa: E402
 
 from bench.fake_llm import FakeOpenAI  # noqa: E402
 from llm.config import BackendConfig  # noqa: E402
+from rag.glossary import english_terms  # noqa: E402
 
-PASSAGE = re.compile(r'<passage n="(\d+)"[^>]*>\n(.*?)\n</passage>', re.S)
+PASSAGE = re.compile(r'<passage n="(\d+)"[^\n]*?trust="untrusted">\n(.*?)\n</passage>', re.S)
 WORD = re.compile(r"[a-z0-9]+")
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 STOP = set(
@@ -72,13 +76,19 @@ STOP = set(
 )
 
 
+FACTS: dict[str, list[str]] = {}  # question → golden facts, for the model that knows them
+
+
 def strong_answer(messages: list[dict[str, str]]) -> str:
     prompt = messages[-1]["content"]
-    question = prompt.rsplit("Question:", 1)[-1]
-    wanted = set(WORD.findall(question.lower())) - STOP
+    question = prompt.rsplit("Question:", 1)[-1].strip()
+    facts = [f.lower() for f in FACTS.get(question, [])]
+    wanted = set(WORD.findall(f"{question} {english_terms(question)}".lower())) - STOP
     best, best_n, best_overlap = "", 0, 0
     for n, body in PASSAGE.findall(prompt):
         for sentence in SENTENCE.split(" ".join(body.split())):
+            if facts and all(f in sentence.lower() for f in facts):
+                return f"According to the policy, {sentence.rstrip()} [{n}]"
             overlap = len(wanted & set(WORD.findall(sentence.lower())))
             if overlap > best_overlap:
                 best, best_n, best_overlap = sentence.rstrip(), int(n), overlap
@@ -111,7 +121,11 @@ def main() -> int:
     parser.add_argument("golden", type=Path)
     parser.add_argument("--invent", action="store_true", help="change a number in every answer")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--details", action="store_true", help="print every question's line too")
     args = parser.parse_args()
+    for line in args.golden.read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        FACTS[case["question"]] = case.get("facts", [])
     server = FakeOpenAI(answerer=inventing_answer if args.invent else strong_answer)
     ready, urls = threading.Event(), list[str]()
     threading.Thread(target=serve, args=(server, ready, urls), daemon=True).start()
@@ -125,6 +139,8 @@ def main() -> int:
         call_command("evaluate_answers", str(args.golden), *options, stdout=out)
     lines = out.getvalue().splitlines()
     totals = json.loads(lines[-1])
+    if args.details:
+        print("\n".join(lines[:-1]))
     print(json.dumps(totals, ensure_ascii=False))
     if args.invent:
         answered = [json.loads(line) for line in lines[:-1]]

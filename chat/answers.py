@@ -45,9 +45,10 @@ FRAMES: dict[str, dict[str, str]] = {
 # Phrases by which a generating model declines (its own words, in either language): an answer
 # that says so counts as declined, like PolicyDesk's own "not covered" reply.
 DECLINE_PHRASES = re.compile(
-    r"(do(?:es)? not (?:cover|address|mention|say|include)|don't (?:cover|have information)|"
-    r"no (?:information|passage|policy) (?:about|on|covers)|not covered|"
-    r"không đề cập|không có thông tin|không quy định)",
+    r"\b(?:polic(?:y|ies)|passages?|documents?|quotes?|sources?|context)\b[^.]{0,40}?\b"
+    r"(?:do(?:es)?n[o']t|do(?:es)? not)\s+(?:cover|address|mention|contain|answer|say anything)|"
+    r"\bnot covered (?:by|in) the\b|"
+    r"(?:chính sách|tài liệu)[^.]{0,40}?(?:không đề cập|không có thông tin|không quy định)",
     re.I,
 )
 CONTACT_PHRASE = re.compile(

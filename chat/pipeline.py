@@ -560,6 +560,7 @@ class Answering:
                 async for event in self._relay(events, lead=lead):
                     yield event
                     if summary_complete(self.draft.model_text):
+                        generation.enough()
                         break  # one sentence: a small model's second one drifts from the quotes
         except GatewayBusy:
             pass  # the quotes stand alone; nothing is lost but the summary

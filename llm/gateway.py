@@ -220,6 +220,12 @@ class Generation:
         self.max_tokens = max_tokens
         self.result = GenerationResult()
         self._started = time.perf_counter()
+        self._enough = False
+
+    def enough(self) -> None:
+        """The caller has all it wants (a one-sentence summary): closing the stream now ends the
+        attempt as a success, not as a stopped answer."""
+        self._enough = True
 
     def _elapsed_ms(self) -> float:
         return (time.perf_counter() - self._started) * 1000
@@ -307,6 +313,10 @@ class Generation:
                 extra={"backend": backend.name, "reason": exc.reason, "tokens": attempt.tokens},
             )
         except (asyncio.CancelledError, GeneratorExit):
+            if self._enough:
+                attempt.outcome, result.backend = "ok", backend.name
+                runtime.breaker.record_success()
+                raise
             attempt.outcome, attempt.reason = "cancelled", "caller_stopped"
             result.cancelled = True
             runtime.breaker.release_trial()

@@ -205,8 +205,11 @@ STOPWORDS = frozenset(
         "quickly",
         "happens",
         "happen",
+        "ask",
+        "am",
     ]
 )
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]{1,7}s?\b")
 PARENTHESISED = re.compile(r"\(([A-Za-z][A-Za-z '-]{1,40})\)")
 
@@ -317,7 +320,16 @@ def stem(word: str) -> str:
     word = word.lower().replace("\u2019", "'")
     if word.endswith("'s"):
         word = word[:-2]
-    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("al", "")):
+    for suffix, keep in (
+        ("ies", "y"),
+        ("ied", "y"),
+        ("ying", "y"),
+        ("ing", ""),
+        ("ed", ""),
+        ("es", ""),
+        ("s", ""),
+        ("al", ""),
+    ):
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
             return word[: -len(suffix)] + keep
     return word
@@ -327,6 +339,7 @@ def question_words(question: str, extra_terms: str) -> set[str]:
     """The words a passage should share with the question. A Vietnamese question brings its
     glossary English words, its acronyms (PIV, FMLA) and English written in parentheses
     ("(comp time)"): its own syllables match nothing in an English policy."""
+    question = PLACEHOLDER.sub(" ", question)  # "<PERSON_1>" is the asker's data, not a topic
     if detect_language(question) != "vi":
         return content_words(question) | content_words(extra_terms)
     latin = " ".join(ACRONYM.findall(question) + PARENTHESISED.findall(question))

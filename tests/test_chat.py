@@ -372,18 +372,18 @@ async def test_a_mid_stream_failure_is_reported_as_a_handover(employee: User) ->
 async def test_a_follow_up_carries_redacted_history_with_stable_placeholders(employee: User) -> None:
     async with fake(text="Yes, they can [1].") as server:
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
-            await ask(ws, "My manager John Smith refused my annual leave. Can he?")
+            await ask(ws, "My manager John Smith says I get 20 days of annual leave. Is that right?")
             started = (await until(ws, "done"))[0]
-            follow_up = "Can John Smith refuse to let me carry over unused days of annual leave?"
+            follow_up = "How many unused days can John Smith let me carry over to the next year?"
             await ask(ws, follow_up, conversation_id=started["conversation_id"])
             second = await until(ws, "done")
     assert second[0]["conversation_id"] == started["conversation_id"]
     sent = [r.json()["messages"] for r in server.http.requests if r.path.endswith("/completions")][-1]
     history = [m["content"] for m in sent[1:-1]]
-    assert history[0] == "My manager <PERSON_1> refused my annual leave. Can he?"
+    assert history[0] == "My manager <PERSON_1> says I get 20 days of annual leave. Is that right?"
     assert "<PERSON_1>" in sent[-1]["content"] and "John" not in json.dumps(sent)
     titles = await sync_to_async(lambda: list(Conversation.objects.values_list("title", flat=True)))()
-    assert titles == ["My manager <PERSON_1> refused my annual leave. Can he?"]
+    assert titles == ["My manager <PERSON_1> says I get 20 days of annual leave. Is that right?"]
 
 
 async def test_feedback_is_stored_and_audited(employee: User) -> None:

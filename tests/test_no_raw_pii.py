@@ -107,7 +107,11 @@ async def test_no_raw_pii_reaches_the_database_redis_logs_or_the_model(
     user = await sync_to_async(make_user)("maria")
     proxy = RecordingProxy(local_llm.url)
     url = await proxy.start()
-    local = BackendConfig(name="local", kind="local", base_url=url, model="smollm2", max_tokens=24)
+    # Generate mode: the model gets the whole prompt (passages, history, question), the widest
+    # path personal data could take to it.
+    local = BackendConfig(
+        name="local", kind="local", base_url=url, model="smollm2", max_tokens=24, answer_mode="generate"
+    )
     try:
         async with backends(local), socket_for(user) as ws:
             await ask(ws, TURNS[0])

@@ -40,7 +40,8 @@ async def test_an_answer_keeps_the_policy_contact_it_quotes_but_not_an_invented_
     assert "people@kestrel.example" in stored.text
     assert "rita.made.up@kestrel.example" not in stored.text and "<EMAIL_ADDRESS_1>" in stored.text
     event = await sync_to_async(AuditEvent.objects.get)(kind="question")
-    assert event.detail["document_text_kept"] == 1 and "people@kestrel.example" in event.answer
+    # Kept twice: in the model's sentence and in the quoted evidence that follows it.
+    assert event.detail["document_text_kept"] == 2 and "people@kestrel.example" in event.answer
 
 
 async def test_the_same_address_typed_by_the_user_as_their_own_is_redacted_in_the_answer(
