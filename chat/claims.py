@@ -54,8 +54,12 @@ _DATE = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})\b|\b(\d{{1,2}})\s+{_MONTH}\b|\b(\
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+", re.M)
 
 
-def words_to_digits(text: str) -> str:
-    """ "eighty hours" → "80 hours", "twenty-four" → "24", "two hundred and forty" → "240"."""
+WORD_NUMBER = "\u2060"  # marks a number that was written in words (an invisible word joiner)
+
+
+def words_to_digits(text: str, *, mark: bool = False) -> str:
+    """ "eighty hours" → "80 hours", "twenty-four" → "24", "two hundred and forty" → "240".
+    With `mark`, each converted number starts with WORD_NUMBER."""
 
     def replace(match: re.Match[str]) -> str:
         total, current = 0, 0
@@ -68,7 +72,7 @@ def words_to_digits(text: str) -> str:
                 current = max(current, 1) * 100
             elif word == "thousand":
                 total, current = total + max(current, 1) * 1000, 0
-        return str(total + current)
+        return (WORD_NUMBER if mark else "") + str(total + current)
 
     return _NUMBER_RUN.sub(replace, text)
 
@@ -116,10 +120,12 @@ def claims_in(text: str) -> list[Claim]:
         claims.append(Claim("date", match.group(0), _date_key(match)))
     dates = _DATE.sub(" ", plain)
     codes = _FORM_CODE.sub(" ", dates)
-    for match in _NUMBER.finditer(words_to_digits(codes)):
+    converted = words_to_digits(codes, mark=True)
+    for match in _NUMBER.finditer(converted):
         dollar, number, unit = match.groups()
-        if not unit and not dollar and float(number.replace(",", "")) <= 10:
-            continue  # "one of the forms", "2 signatures": counts, not policy facts
+        in_words = match.start() > 0 and converted[match.start() - 1] == WORD_NUMBER
+        if in_words and not unit and float(number.replace(",", "")) <= 10:
+            continue  # "one of the forms", "no one": words, not figures; "2" or "two days" are
         claims.append(
             Claim("number", match.group(0).strip(), f"{_number_key(number)} {_unit(unit, dollar)}".strip())
         )

@@ -60,9 +60,9 @@ from config.tracing import new_id, trace_id_var
 from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, Token, get_gateway
 from privacy.pool import pii_find_pooled
 from privacy.services import Redaction, text_redact, vault_for
-from rag.evidence import Evidence, evidence_answerable, evidence_select
+from rag.evidence import Evidence, evidence_answerable, evidence_select, question_topic
 from rag.index import sentence_vectors
-from rag.selectors import RetrievedChunk, retrieve_for_question
+from rag.selectors import RetrievedChunk, question_vector, retrieve_for_question
 from rag.services import release_db_connection
 
 TITLE_CHARS = 80
@@ -125,10 +125,15 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
             },
         )
         started = time.perf_counter()
+        # Sentences are compared with what the question asks, without the personal data around it.
+        topic = question_topic(redaction.text)
+        vector = retrieval.question_vector
+        if topic != redaction.text and topic:
+            vector = question_vector(topic, retrieval.english_terms)
         evidence = evidence_select(
-            question=redaction.text,
+            question=topic or redaction.text,
             passages=passages,
-            question_vector=retrieval.question_vector,
+            question_vector=vector,
             embed=sentence_vectors,
             extra_terms=retrieval.english_terms,
         )

@@ -335,11 +335,25 @@ def stem(word: str) -> str:
     return word
 
 
+# A placeholder and the few words that introduce it ("my name is <PERSON_1>", "phone
+# <PHONE_NUMBER_1>"): the asker's own data, not what the question is about.
+INTRO_WORDS = (
+    r"my|name|is|am|i'm|i|me|phone|mobile|cell|email|e-mail|number|no\.?|address|ssn|id|call|reach|"
+    r"tôi|là|tên|số|điện|thoại|sđt|email|cccd|cmnd|của|mình"
+)
+PERSONAL_INTRO = re.compile(rf"(?:\b(?:{INTRO_WORDS})[ \t]+){{0,3}}<[A-Z][A-Z_]*_\d+>[,;:.]?", re.I)
+
+
+def question_topic(question: str) -> str:
+    """The question without the personal data the asker wrapped it in."""
+    return " ".join(PERSONAL_INTRO.sub(" ", question).split())
+
+
 def question_words(question: str, extra_terms: str) -> set[str]:
     """The words a passage should share with the question. A Vietnamese question brings its
     glossary English words, its acronyms (PIV, FMLA) and English written in parentheses
     ("(comp time)"): its own syllables match nothing in an English policy."""
-    question = PLACEHOLDER.sub(" ", question)  # "<PERSON_1>" is the asker's data, not a topic
+    question = question_topic(question)
     if detect_language(question) != "vi":
         return content_words(question) | content_words(extra_terms)
     latin = " ".join(ACRONYM.findall(question) + PARENTHESISED.findall(question))

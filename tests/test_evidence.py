@@ -17,6 +17,7 @@ from rag.evidence import (
     evidence_answerable,
     evidence_select,
     question_intent,
+    question_topic,
     sentences_of,
 )
 from rag.glossary import english_terms
@@ -184,5 +185,17 @@ def test_a_claim_cited_to_the_wrong_passage_is_reported() -> None:
     assert report.flagged and report.reasons() == ["claim not in the cited passage: 1 hour"]
 
 
-def test_counts_and_markers_are_not_claims() -> None:
+def test_counts_in_words_and_markers_are_not_claims_but_any_figure_is() -> None:
     assert claims_in("1. Ask one of the two leads [2].") == []
+    assert [c.key for c in claims_in("The answer is: 2")] == ["2"]
+    assert claims_check(text="The answer is: 2", passages=POLICY).flagged
+
+
+def test_the_askers_personal_data_is_not_the_topic_of_the_question() -> None:
+    assert question_topic("My name is <PERSON_1>, phone <PHONE_NUMBER_1>. How many days of leave?") == (
+        "How many days of leave?"
+    )
+    assert question_topic("How much leave does <PERSON_1> have?") == "How much leave does have?"
+    assert question_topic("Tôi là <PERSON_1>, số điện thoại <PHONE_NUMBER_1>. Nghỉ ốm mấy ngày?") == (
+        "Nghỉ ốm mấy ngày?"
+    )

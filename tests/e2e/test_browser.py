@@ -115,7 +115,9 @@ def test_2_the_same_in_vietnamese_with_the_ui_in_vietnamese(page: Page) -> None:
 def test_3_stop_mid_answer_stops_streaming_and_the_ui_is_usable(page: Page) -> None:
     login(page, "emma")
     page.wait_for_selector("#send:not([disabled])", timeout=30_000)
-    page.fill("#question", "Explain the whole travel policy in detail, every rule.")
+    page.fill(
+        "#question", "How do I book flights and hotels under the travel policy? Explain every rule in detail."
+    )
     page.press("#question", "Enter")
     answer = page.locator(".msg.assistant").last
     page.wait_for_function(
@@ -248,3 +250,26 @@ def test_8_html_in_a_document_and_in_an_answer_renders_inert(page: Page, live_ap
     time.sleep(0.5)
     assert page.dialogs == [], page.dialogs
     shot(page, "8-inert-html")
+
+
+# 9 -------------------------------------------------------------------------------------------
+def test_9_the_answer_quotes_its_evidence_and_the_document_highlights_that_sentence(page: Page) -> None:
+    login(page, "emma")
+    ask_and_watch(page, "How many unused days of annual leave can I carry into the next year?")
+    answer = page.locator(".msg.assistant").last
+    quote = answer.locator(".answer blockquote").first
+    assert quote.is_visible(), answer.inner_text()
+    assert "carry up to 5 unused days" in quote.inner_text()
+    # The quote looks unlike the model's words: a tinted block with its source as a chip.
+    assert quote.evaluate("e => getComputedStyle(e).borderLeftStyle") == "solid"
+    assert "Leave" in quote.locator("p").last.inner_text()
+    shot(page, "9-evidence-quote")
+    quote.locator("a.cite").first.click()
+    page.wait_for_selector("mark.evidence")
+    marked = page.locator("mark.evidence")
+    assert marked.first.is_visible()
+    assert "carry up to 5 unused days" in " ".join(marked.all_inner_texts())
+    assert "Sick leave does not carry over" not in " ".join(marked.all_inner_texts()), (
+        "only the quoted sentences"
+    )
+    shot(page, "9-highlighted-sentence")
