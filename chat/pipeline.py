@@ -255,6 +255,7 @@ class Draft:
     model_start: int | None = None  # where the model's text begins in `text`
     model_end: int | None = None
     declined: bool = False
+    withheld: list[str] = field(default_factory=list)  # why the model's summary was not shown
 
     def add(self, piece: str) -> TokenOut:
         self.text += piece
@@ -368,6 +369,7 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
                     "answerability": prepared.evidence.answerability,
                     "claims_checked": report.claims if report else 0,
                     "checks": checks,
+                    "summary_withheld": draft.withheld,
                 },
             )
         logger.info(
@@ -556,26 +558,43 @@ class Answering:
             # The small model cannot write Vietnamese: the quotes and their frame are the answer.
             self.outcome = "answered"
             return
+        summary = await self._summary(plan)
+        if summary:
+            yield self._show("\n\n" + frame(self.language, "summary") + " ")
+            self.draft.model_start = len(self.draft.text)
+            yield self._show(summary)
+            self.draft.model_end = len(self.draft.text)
+
+    async def _summary(self, plan: Plan) -> str:
+        """The model's one sentence over the quotes, shown only once it has passed the claim
+        check: the quotes already answer, and a small model's wrong figure beside them would
+        read as the answer. A withheld summary is recorded (audit `detail.summary_withheld`)."""
         messages = summary_messages(question=self.prepared.question.text, groups=plan.groups)
         generation = get_gateway().generate(messages, extractive="", max_tokens=SUMMARY_TOKENS)
-        lead = "\n\n" + frame(self.language, "summary") + " "
-        before_summary = len(self.draft.text)
+        self.result = generation.result
+        written = ""
         try:
             async with contextlib.aclosing(generation.events()) as events:
-                async for event in self._relay(events, lead=lead):
-                    yield event
-                    if summary_complete(self.draft.model_text):
-                        generation.enough()
-                        break  # one sentence: a small model's second one drifts from the quotes
+                async for event in events:
+                    if isinstance(event, Token):
+                        written += event.text
+                        if summary_complete(written):
+                            generation.enough()
+                            break  # one sentence: a small model's second one drifts from the quotes
         except GatewayBusy:
             pass  # the quotes stand alone; nothing is lost but the summary
-        self.result = generation.result
-        if self.result.fallback or not self.result.text:
+        if self.result.fallback or not written.strip():
             self.outcome = "fallback"
-        if self.draft.model_start is not None and not summary_usable(self.draft.model_text):
-            # "The answer is:" and nothing after: the final answer leaves it out.
-            self.draft.text = self.draft.text[:before_summary]
-            self.draft.model_start = self.draft.model_end = None
+            return ""
+        summary = " ".join(written.split())
+        if not summary_usable(summary):
+            self.draft.withheld = ["summary withheld: it said nothing"]
+            return ""
+        report = claims_check(text=summary, passages=_support_texts(plan))
+        if report.flagged:
+            self.draft.withheld = [f"summary withheld: {reason}" for reason in report.reasons()]
+            return ""
+        return summary
 
     async def _generate(self, plan: Plan) -> AsyncGenerator[TokenOut | HandoverOut, None]:
         fallback = (

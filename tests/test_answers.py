@@ -55,6 +55,19 @@ async def test_evidence_mode_streams_the_quotes_before_the_models_first_token(em
     assert "<blockquote>" in done["html"] and "20 days of paid annual leave" in done["html"]
 
 
+async def test_evidence_mode_withholds_a_summary_with_an_invented_figure(employee: User) -> None:
+    async with fake(text="Full-time employees get 25 days a year.") as server:
+        local = BackendConfig(name="local", kind="local", base_url=server.http.url + "/v1", model="fake-model")
+        async with backends(local), socket_for(employee) as ws:
+            await ask(ws, QUESTION)
+            messages = await until(ws, "done")
+    streamed, done = "".join(tokens(messages)), messages[-1]
+    assert "25 days" not in streamed and "In short" not in streamed, "never shown, not even while streaming"
+    assert "20 days of paid annual leave" in streamed and done["verified"] is True
+    event = await sync_to_async(AuditEvent.objects.get)(kind="question")
+    assert event.detail["summary_withheld"] == ["summary withheld: unsupported claim: 25 days"]
+
+
 @pytest.mark.llm
 async def test_the_real_local_model_summarises_after_the_quotes(
     employee: User, local_llm: LocalLLMProcess
@@ -64,8 +77,12 @@ async def test_the_real_local_model_summarises_after_the_quotes(
         await ask(ws, QUESTION)
         messages = await until(ws, "done", timeout=120)
     streamed, done = tokens(messages), messages[-1]
-    assert "20 days of paid annual leave" in streamed[0] and len(streamed) > 1
+    assert "20 days of paid annual leave" in streamed[0]
     assert done["backend"] == "local" and done["mode"] == "evidence"
+    event = await sync_to_async(AuditEvent.objects.get)(kind="question")
+    # The model wrote a sentence: shown after the quotes, or withheld with the reason.
+    assert event.attempts[-1]["outcome"] == "ok" and event.completion_tokens > 0
+    assert (len(streamed) > 1) != bool(event.detail["summary_withheld"])
     assert done["timings"]["first_token_ms"] < 1500
 
 

@@ -127,7 +127,10 @@ async def ask(communicator: WebsocketCommunicator, question: str, conversation_i
 async def test_a_question_streams_started_tokens_citations_done_from_the_real_model(
     employee: User, local_llm: LocalLLMProcess
 ) -> None:
-    local = BackendConfig(name="local", kind="local", base_url=local_llm.url, model="smollm2", max_tokens=48)
+    # Generate mode: the model's own tokens stream (evidence mode is in tests/test_answers.py).
+    local = BackendConfig(
+        name="local", kind="local", base_url=local_llm.url, model="smollm2", max_tokens=48, answer_mode="generate"
+    )
     async with backends(local), socket_for(employee) as ws:
         await ask(ws, "How many days of annual leave do I get?")
         messages = await until(ws, "done", timeout=120)
