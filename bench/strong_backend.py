@@ -99,7 +99,7 @@ def strong_answer(messages: list[dict[str, str]]) -> str:
 
 def inventing_answer(messages: list[dict[str, str]]) -> str:
     answer = strong_answer(messages)
-    number = re.search(r"\b\d+\b", answer)
+    number = re.search(r"(?<!\[)\b\d+\b(?!\])", answer)  # a figure, not a citation marker
     if number:
         return answer[: number.start()] + str(int(number.group(0)) + 7) + answer[number.end() :]
     return answer.replace(" [", " You must do this within 45 days [", 1)

@@ -61,7 +61,7 @@ from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, T
 from privacy.pool import pii_find_pooled
 from privacy.services import Redaction, text_redact, vault_for
 from rag.evidence import Evidence, evidence_answerable, evidence_select, question_topic
-from rag.index import sentence_vectors
+from rag.index import sentence_vectors, sentence_vectors_seed
 from rag.selectors import RetrievedChunk, question_vector, retrieve_for_question
 from rag.services import release_db_connection
 
@@ -125,6 +125,7 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
             },
         )
         started = time.perf_counter()
+        sentence_vectors_seed(passages=passages)  # stored at ingestion: nothing to embed here
         # Sentences are compared with what the question asks, without the personal data around it.
         topic = question_topic(redaction.text)
         vector = retrieval.question_vector

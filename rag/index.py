@@ -17,19 +17,31 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import F
 
 from rag.embedding import MODEL_OF_CHOICE, Embedder, embedder_for_model, get_embedder
+from rag.evidence import sentences_of
 from rag.models import Chunk, Document, EmbeddingIndex
 
 INDEX_STATE_TTL = 5.0  # seconds a process trusts its last read of the index's model
 REEMBED_BATCH = 32
+
+
+class StoredSentences(Protocol):
+    @property
+    def text(self) -> str: ...
+    @property
+    def sentence_vectors(self) -> bytes | None: ...
+    @property
+    def sentence_model(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,32 @@ def sentence_vectors(texts: list[str]) -> list[list[float]]:
             while len(_sentence_vectors) > SENTENCE_CACHE_SIZE:
                 _sentence_vectors.popitem(last=False)
     return [cached[t] or [] for t in texts]
+
+
+def sentence_vectors_seed(*, passages: Sequence[StoredSentences]) -> int:
+    """Put the sentence vectors ingestion stored for these passages into the cache (when they
+    come from the model the index holds now); returns how many were added."""
+    model = getattr(query_embedder(), "name", "")
+    added = 0
+    for passage in passages:
+        if not passage.sentence_vectors or passage.sentence_model != model:
+            continue
+        texts = [s.text for s in sentences_of(passage.text)]
+        vectors = np.frombuffer(passage.sentence_vectors, dtype=np.float16)
+        if not texts or vectors.size % len(texts):
+            continue  # not this text's sentences (split differently): embedded live instead
+        rows = vectors.reshape(len(texts), -1).astype(np.float32)
+        with _sentence_lock:
+            for text, row in zip(texts, rows, strict=True):
+                if (model, text) not in _sentence_vectors:
+                    _sentence_vectors[(model, text)] = row.tolist()
+                    added += 1
+    return added
+
+
+def sentence_cache_clear() -> None:
+    with _sentence_lock:
+        _sentence_vectors.clear()
 
 
 def vector_column_dimensions() -> int:

@@ -97,6 +97,10 @@ class Chunk(models.Model):
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     # Written by `manage.py reembed` while the index moves to another model (rag/index.py).
     next_embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # One float16 vector per sentence of `text` (rag.evidence.sentences_of), made at ingestion
+    # with `sentence_model`, so answering does not embed sentences on the question's path.
+    sentence_vectors = models.BinaryField(null=True, blank=True, editable=False)
+    sentence_model = models.CharField(max_length=100, blank=True, default="")
     # The title and headings weigh more than body text in full-text ranking. English text is
     # stemmed; Vietnamese text is matched word for word without diacritics.
     search_vector = models.GeneratedField(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +47,9 @@ class RetrievedChunk:
     score: float
     vector_rank: int | None
     text_rank: int | None
+    # The passage's sentence vectors from ingestion (rag.models.Chunk.sentence_vectors).
+    sentence_vectors: bytes | None = field(default=None, repr=False, compare=False)
+    sentence_model: str = ""
 
 
 # Documents a user may see: ready, and either open to all or shared with one of the user's groups.
@@ -139,7 +142,7 @@ fused AS (
     LEFT JOIN title_hits th ON th.document_id = c.document_id
 )
 SELECT c.id, c.document_id, d.title, d.source_path, c.heading_path, c.page, c.text,
-       f.score, f.vector_rank, f.text_rank
+       f.score, f.vector_rank, f.text_rank, c.sentence_vectors, c.sentence_model
 FROM fused f
 JOIN rag_chunk c ON c.id = f.id
 JOIN rag_document d ON d.id = c.document_id
@@ -175,7 +178,7 @@ def retrieve_for_question(
     vector = params.pop("vector")
     rows = _run_retrieval(params)
     return Retrieval(
-        passages=[RetrievedChunk(*row) for row in rows],
+        passages=[_chunk(row) for row in rows],
         question_vector=vector,
         english_terms=params["english_query"] if params["vietnamese"] else "",
     )
@@ -281,3 +284,10 @@ def text_segments(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bo
     if position < len(text):
         segments.append((text[position:], False))
     return segments
+
+
+def _chunk(row: tuple[Any, ...]) -> RetrievedChunk:
+    *head, vectors, model = row
+    chunk = RetrievedChunk(*head)
+    stored = bytes(vectors) if vectors is not None else None
+    return replace(chunk, sentence_vectors=stored, sentence_model=model)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import IO, Any
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.core.files.base import ContentFile
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from rag.chunking import ChunkDraft, chunk_document
 from rag.embedding import Embedder
+from rag.evidence import sentences_of
 from rag.index import IndexModels, index_models_locked, index_record_model, ingestion_embedders
 from rag.models import Chunk, Document, DocumentStatus, IngestionStage
 from rag.parsing import ParsedDocument, ParseError, parse_document
@@ -196,6 +198,7 @@ def document_ingest(*, document_id: int) -> Document:
         # Embedding takes seconds to minutes: give the connection back meanwhile.
         release_db_connection()
         vectors = _embed(document, drafts, parsed.title, embedder)
+        sentences = _embed_sentences(drafts, embedder)
         next_vectors = _embed(document, drafts, parsed.title, target) if target else None
         embedded = _Embedded(
             models=IndexModels(embedder.name, target.name if target else ""),
@@ -204,6 +207,7 @@ def document_ingest(*, document_id: int) -> Document:
             title_vector=embedder.embed_query(parsed.title),
             next_vectors=next_vectors,
             next_title_vector=target.embed_query(parsed.title) if target else None,
+            sentence_vectors=sentences,
         )
         if _store_chunks(document, drafts, embedded):
             break
@@ -251,6 +255,25 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str, embedder: E
     return vectors
 
 
+def _embed_sentences(drafts: list[ChunkDraft], embedder: Embedder) -> list[bytes]:
+    """Each chunk's sentence vectors as float16 bytes, for evidence selection."""
+    texts = [[s.text for s in sentences_of(d.text)] for d in drafts]
+    flat = [t for chunk in texts for t in chunk]
+    vectors = np.asarray(
+        [
+            v
+            for i in range(0, len(flat), EMBED_BATCH)
+            for v in embedder.embed_documents(flat[i : i + EMBED_BATCH])
+        ],
+        dtype=np.float16,
+    ).reshape(len(flat), embedder.dimensions)
+    out, at = [], 0
+    for chunk in texts:
+        out.append(vectors[at : at + len(chunk)].tobytes())
+        at += len(chunk)
+    return out
+
+
 @dataclass(frozen=True)
 class _Embedded:
     models: IndexModels  # the index's model (and re-embed target) the vectors were made for
@@ -259,6 +282,7 @@ class _Embedded:
     title_vector: list[float]
     next_vectors: list[list[float]] | None
     next_title_vector: list[float] | None
+    sentence_vectors: list[bytes]  # per chunk, with models.model
 
 
 @transaction.atomic
@@ -286,8 +310,12 @@ def _store_chunks(document: Document, drafts: list[ChunkDraft], embedded: _Embed
             token_count=d.token_count,
             embedding=vector,
             next_embedding=next_vector,
+            sentence_vectors=sentences,
+            sentence_model=embedded.models.model,
         )
-        for d, vector, next_vector in zip(drafts, embedded.vectors, next_vectors, strict=True)
+        for d, vector, next_vector, sentences in zip(
+            drafts, embedded.vectors, next_vectors, embedded.sentence_vectors, strict=True
+        )
     )
     total = len(drafts)
     locked.status = DocumentStatus.READY

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
@@ -17,6 +18,10 @@ from django.test.utils import override_settings
 from audit.models import AuditEvent
 from bench.fake_llm import FakeOpenAI
 from llm.config import BackendConfig
+from rag.evidence import sentences_of
+from rag.index import index_models, query_embedder, sentence_cache_clear, sentence_vectors_seed
+from rag.models import Chunk
+from rag.selectors import retrieve
 from tests.llm_servers import LocalLLMProcess
 from tests.test_chat import ask, backends, employee, fake, fake_backend, socket_for, until
 
@@ -57,7 +62,9 @@ async def test_evidence_mode_streams_the_quotes_before_the_models_first_token(em
 
 async def test_evidence_mode_withholds_a_summary_with_an_invented_figure(employee: User) -> None:
     async with fake(text="Full-time employees get 25 days a year.") as server:
-        local = BackendConfig(name="local", kind="local", base_url=server.http.url + "/v1", model="fake-model")
+        local = BackendConfig(
+            name="local", kind="local", base_url=server.http.url + "/v1", model="fake-model"
+        )
         async with backends(local), socket_for(employee) as ws:
             await ask(ws, QUESTION)
             messages = await until(ws, "done")
@@ -81,7 +88,7 @@ async def test_the_real_local_model_summarises_after_the_quotes(
     assert done["backend"] == "local" and done["mode"] == "evidence"
     event = await sync_to_async(AuditEvent.objects.get)(kind="question")
     # The model wrote a sentence: shown after the quotes, or withheld with the reason.
-    assert event.attempts[-1]["outcome"] == "ok" and event.completion_tokens > 0
+    assert event.attempts[-1]["outcome"] == "ok" and (event.completion_tokens or 0) > 0
     assert (len(streamed) > 1) != bool(event.detail["summary_withheld"])
     assert done["timings"]["first_token_ms"] < 1500
 
@@ -182,3 +189,16 @@ def test_evaluate_answers_refuses_a_malformed_golden_file(employee: User, tmp_pa
     bad.write_text('{"question": "ok", "sources": "not a list"}\n')
     with pytest.raises(Exception, match="'sources' must be a list"):
         call_command("evaluate_answers", str(bad), "--user", "emp", stdout=io.StringIO())
+
+
+def test_ingestion_stores_each_sentences_vector_so_answering_embeds_none(employee: User) -> None:
+    chunk = Chunk.objects.filter(document__source_path="leave-policy.md").order_by("ordinal").first()
+    assert chunk is not None and chunk.sentence_model == index_models().model
+    sentences = [s.text for s in sentences_of(chunk.text)]
+    stored = np.frombuffer(bytes(chunk.sentence_vectors), dtype=np.float16).reshape(len(sentences), -1)
+    live = np.asarray(query_embedder().embed_documents(sentences[:1]))[0]
+    assert float(stored[0].astype(np.float32) @ live) > 0.999, "the stored vector is the sentence's"
+    sentence_cache_clear()
+    passages = retrieve(query=QUESTION, user=employee, k=3)
+    assert sentence_vectors_seed(passages=passages) >= len(sentences)
+    assert sentence_vectors_seed(passages=passages) == 0, "already cached"

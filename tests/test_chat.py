@@ -129,7 +129,12 @@ async def test_a_question_streams_started_tokens_citations_done_from_the_real_mo
 ) -> None:
     # Generate mode: the model's own tokens stream (evidence mode is in tests/test_answers.py).
     local = BackendConfig(
-        name="local", kind="local", base_url=local_llm.url, model="smollm2", max_tokens=48, answer_mode="generate"
+        name="local",
+        kind="local",
+        base_url=local_llm.url,
+        model="smollm2",
+        max_tokens=48,
+        answer_mode="generate",
     )
     async with backends(local), socket_for(employee) as ws:
         await ask(ws, "How many days of annual leave do I get?")
