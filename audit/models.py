@@ -66,3 +66,19 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint through #{self.through_seq}"
+
+
+class AuditChainAnchor(models.Model):
+    """Where the keyed chain begins: events from `keyed_from_seq` on are hashed with HMAC under
+    a key that lives only in the environment, so someone who controls the database but not the
+    key cannot rewrite an event and recompute the chain. Events before it (written before keyed
+    hashing existed) keep plain SHA-256; the signed `previous_hash` pins where they end, so they
+    cannot be rewritten either without breaking the first keyed link. One row, written once."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    keyed_from_seq = models.BigIntegerField()
+    previous_hash = models.CharField(max_length=64)
+    signature = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"keyed chain from #{self.keyed_from_seq}"

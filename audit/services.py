@@ -1,7 +1,8 @@
 """Writing, verifying and purging the audit chain.
 
 Each event's hash covers its own fields and the previous event's hash, so changing,
-removing or reordering any row breaks every later link. Appends are serialised with a
+removing or reordering any row breaks every later link. The hash is an HMAC under a key from
+the environment: whoever controls the database but not the key cannot recompute it. Appends are serialised with a
 transaction-level advisory lock so two answers finishing together cannot fork the chain.
 """
 
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import AuditChainAnchor, AuditCheckpoint, AuditEvent
 
 GENESIS = "0" * 64
 _APPEND_LOCK = 0x5EC_A0D17  # any constant shared by every writer of the chain
@@ -63,10 +64,31 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def event_hash(event: AuditEvent) -> str:
+def _chain_key() -> bytes:
+    """A key for the chain alone, derived from the audit key (environment only, never stored)."""
+    return hmac.new(settings.AUDIT_HMAC_KEY.encode(), b"audit-chain", hashlib.sha256).digest()
+
+
+def event_hash(event: AuditEvent, *, keyed: bool = True) -> str:
+    """HMAC-SHA256 of the event's fields under the chain key; plain SHA-256 for events written
+    before the keyed chain began (see AuditChainAnchor)."""
     payload = {name: _canonical(getattr(event, name)) for name in HASHED_FIELDS}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    if keyed:
+        return hmac.new(_chain_key(), blob.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def anchor_signature(*, keyed_from_seq: int, previous_hash: str) -> str:
+    return hmac.new(
+        _chain_key(), f"anchor|{keyed_from_seq}|{previous_hash}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _keyed_from() -> int:
+    """The first keyed event's seq; without an anchor (it was removed) every event is keyed."""
+    anchor = AuditChainAnchor.objects.first()
+    return anchor.keyed_from_seq if anchor else 1
 
 
 def _normalise_json(value: Any) -> Any:
@@ -91,7 +113,7 @@ def audit_event_append(*, kind: str, actor: str, **fields: Any) -> AuditEvent:
         event = AuditEvent(
             seq=seq, created_at=timezone.now(), kind=kind, actor=actor, prev_hash=prev_hash, **values
         )
-        event.hash = event_hash(event)
+        event.hash = event_hash(event, keyed=seq >= _keyed_from())
         event.save(force_insert=True)
         return event
 
@@ -122,6 +144,12 @@ def _checkpoint_signature(through_seq: int, through_hash: str) -> str:
 
 
 def audit_chain_verify() -> ChainStatus:
+    anchor = AuditChainAnchor.objects.first()
+    if anchor is None:
+        return ChainStatus(False, 0, problem="the keyed-chain anchor is missing")
+    signature = anchor_signature(keyed_from_seq=anchor.keyed_from_seq, previous_hash=anchor.previous_hash)
+    if not hmac.compare_digest(anchor.signature, signature):
+        return ChainStatus(False, 0, problem="the keyed-chain anchor's signature does not match")
     checkpoint = AuditCheckpoint.objects.first()
     expected_prev, expected_seq = GENESIS, 1
     if checkpoint is not None:
@@ -137,7 +165,9 @@ def audit_chain_verify() -> ChainStatus:
             problem = f"expected event #{expected_seq}, found #{event.seq} (a row is missing)"
         elif event.prev_hash != expected_prev:
             problem = "prev_hash does not match the previous event"
-        elif event.hash != event_hash(event):
+        elif event.seq == anchor.keyed_from_seq and event.prev_hash != anchor.previous_hash:
+            problem = "the first keyed event does not follow the anchored unkeyed history"
+        elif event.hash != event_hash(event, keyed=event.seq >= anchor.keyed_from_seq):
             problem = "the event's content does not match its hash (it was altered)"
         if problem:
             through = checkpoint.through_seq if checkpoint else None

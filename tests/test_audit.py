@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.roles import Role
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import AuditChainAnchor, AuditCheckpoint, AuditEvent
 from audit.services import audit_chain_verify, audit_event_append, audit_purge_expired, pseudonym
 
 pytestmark = pytest.mark.django_db
@@ -142,6 +142,55 @@ def test_a_forged_checkpoint_fails_verification() -> None:
     assert not audit_chain_verify().valid
 
 
+def _rehash_without_the_key(events: list[AuditEvent], start: int) -> None:
+    """What someone with the database but not the key can do: recompute plain SHA-256 links."""
+    from audit.services import event_hash
+
+    prev = events[start - 1].hash if start else "0" * 64
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+        for event in AuditEvent.objects.filter(seq__gte=events[start].seq).order_by("seq"):
+            event.prev_hash = prev
+            event.hash = event_hash(event, keyed=False)
+            AuditEvent.objects.filter(id=event.id).update(prev_hash=event.prev_hash, hash=event.hash)
+            prev = event.hash
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_append_only")
+
+
+def test_an_edit_rehashed_without_the_key_fails_verification() -> None:
+    events = [question(n) for n in range(5)]
+    _tamper("UPDATE audit_auditevent SET answer = 'edited' WHERE id = %s", [events[2].id])
+    _rehash_without_the_key(events, 2)
+    status = audit_chain_verify()
+    assert not status.valid and status.first_broken_seq == events[2].seq and "altered" in status.problem
+
+
+def test_history_from_before_the_keyed_chain_verifies_and_cannot_be_rewritten() -> None:
+    from audit.services import anchor_signature
+
+    AuditChainAnchor.objects.update(keyed_from_seq=3)  # as if upgraded after two events
+    unkeyed = [question(n) for n in range(2)]
+    AuditChainAnchor.objects.update(
+        previous_hash=unkeyed[-1].hash,
+        signature=anchor_signature(keyed_from_seq=3, previous_hash=unkeyed[-1].hash),
+    )
+    keyed = [question(n) for n in range(2, 4)]
+    assert audit_chain_verify().valid and audit_chain_verify().checked == 4
+    assert keyed[0].prev_hash == unkeyed[-1].hash
+    _tamper("UPDATE audit_auditevent SET answer = 'edited' WHERE id = %s", [unkeyed[0].id])
+    _rehash_without_the_key(unkeyed, 0)
+    status = audit_chain_verify()
+    assert not status.valid and status.first_broken_seq == keyed[0].seq
+
+
+def test_a_moved_or_missing_anchor_fails_verification() -> None:
+    question()
+    AuditChainAnchor.objects.update(keyed_from_seq=5)
+    assert "anchor" in audit_chain_verify().problem
+    AuditChainAnchor.objects.all().delete()
+    assert audit_chain_verify().problem == "the keyed-chain anchor is missing"
+
+
 def _rehash_all() -> None:
     from audit.services import GENESIS, event_hash
 
@@ -236,3 +285,27 @@ def test_odd_filters_are_ignored_not_a_server_error(auditor_client: Client, quer
     question()
     assert auditor_client.get("/audit/" + query).status_code == 200
     assert auditor_client.get("/audit/export.jsonl" + query).status_code == 200
+
+
+def test_a_role_that_owns_no_table_cannot_switch_the_trigger_off() -> None:
+    """The role docker-compose and k8s run the app as (deploy/postgres/10-app-role.sh): rows only."""
+    event = question()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE ROLE policydesk_app_probe NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        cursor.execute("GRANT USAGE ON SCHEMA public TO policydesk_app_probe")
+        cursor.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO policydesk_app_probe"
+        )
+        cursor.execute("SET ROLE policydesk_app_probe")
+        try:
+            with pytest.raises(DatabaseError, match="must be owner"), transaction.atomic():
+                cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+            with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+                cursor.execute("UPDATE audit_auditevent SET answer = 'edited' WHERE id = %s", [event.id])
+            cursor.execute("SELECT count(*) FROM audit_auditevent")
+            assert cursor.fetchone() == (1,)
+        finally:
+            cursor.execute("RESET ROLE")
+            cursor.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM policydesk_app_probe")
+            cursor.execute("REVOKE USAGE ON SCHEMA public FROM policydesk_app_probe")
+            cursor.execute("DROP ROLE policydesk_app_probe")
