@@ -194,6 +194,7 @@ def test_evaluate_answers_refuses_a_malformed_golden_file(employee: User, tmp_pa
 def test_ingestion_stores_each_sentences_vector_so_answering_embeds_none(employee: User) -> None:
     chunk = Chunk.objects.filter(document__source_path="leave-policy.md").order_by("ordinal").first()
     assert chunk is not None and chunk.sentence_model == index_models().model
+    assert chunk.sentence_vectors is not None
     sentences = [s.text for s in sentences_of(chunk.text)]
     stored = np.frombuffer(bytes(chunk.sentence_vectors), dtype=np.float16).reshape(len(sentences), -1)
     live = np.asarray(query_embedder().embed_documents(sentences[:1]))[0]
