@@ -85,10 +85,20 @@ def anchor_signature(*, keyed_from_seq: int, previous_hash: str) -> str:
     ).hexdigest()
 
 
-def _keyed_from() -> int:
-    """The first keyed event's seq; without an anchor (it was removed) every event is keyed."""
+def _keyed_from(*, seq: int, prev_hash: str, first_event: bool) -> int:
+    """The first keyed event's seq. A chain that starts now (an empty log, e.g. after a flush)
+    anchors itself here; a removed anchor in front of existing events is left missing, for
+    verification to report."""
     anchor = AuditChainAnchor.objects.first()
-    return anchor.keyed_from_seq if anchor else 1
+    if anchor is not None:
+        return anchor.keyed_from_seq
+    if first_event:
+        AuditChainAnchor.objects.create(
+            keyed_from_seq=seq,
+            previous_hash=prev_hash,
+            signature=anchor_signature(keyed_from_seq=seq, previous_hash=prev_hash),
+        )
+    return 1
 
 
 def _normalise_json(value: Any) -> Any:
@@ -113,7 +123,8 @@ def audit_event_append(*, kind: str, actor: str, **fields: Any) -> AuditEvent:
         event = AuditEvent(
             seq=seq, created_at=timezone.now(), kind=kind, actor=actor, prev_hash=prev_hash, **values
         )
-        event.hash = event_hash(event, keyed=seq >= _keyed_from())
+        keyed_from = _keyed_from(seq=seq, prev_hash=prev_hash, first_event=last is None)
+        event.hash = event_hash(event, keyed=seq >= keyed_from)
         event.save(force_insert=True)
         return event
 
@@ -146,6 +157,8 @@ def _checkpoint_signature(through_seq: int, through_hash: str) -> str:
 def audit_chain_verify() -> ChainStatus:
     anchor = AuditChainAnchor.objects.first()
     if anchor is None:
+        if not AuditEvent.objects.exists():
+            return ChainStatus(True, 0)
         return ChainStatus(False, 0, problem="the keyed-chain anchor is missing")
     signature = anchor_signature(keyed_from_seq=anchor.keyed_from_seq, previous_hash=anchor.previous_hash)
     if not hmac.compare_digest(anchor.signature, signature):

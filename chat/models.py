@@ -55,3 +55,23 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.id}"
+
+
+class PendingAnswer(models.Model):
+    """The durable hand-off of one question: written with the question, removed in the same
+    transaction as its answer and audit event. A row that stays (the process died, or the
+    database was down for longer than the answer's writer kept retrying) is recorded later as an
+    `interrupted` audit event by a periodic task, so every stored question ends in exactly one
+    question event. Holds redacted text only, like the rest of the app."""
+
+    message_id = models.UUIDField(primary_key=True)  # the assistant message this becomes
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    question = models.TextField()
+    language = models.CharField(max_length=8, blank=True)
+    pii_counts = models.JSONField(default=dict, blank=True)
+    retrieved = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"pending answer {self.message_id}"

@@ -23,15 +23,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.urls import reverse
 
 from audit.models import AuditEvent
@@ -53,7 +53,7 @@ from chat.answers import (
 )
 from chat.claims import ClaimReport, claims_check
 from chat.events import AskError, CitationsOut, Done, Event, HandoverOut, Started, TokenOut
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import MARK_END, MARK_START, answer_render, citations_check, prompt_build
 from config import metrics
 from config.tracing import new_id, trace_id_var
@@ -67,6 +67,7 @@ from rag.services import release_db_connection
 
 TITLE_CHARS = 80
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _threads_each() -> int:
@@ -140,15 +141,26 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
         )
         evidence_ms = _ms(started)
         history = [(m.role, m.text) for m in conversation.messages.order_by("-created_at")[:8]][::-1]
+        message_id = uuid.uuid4()
         with transaction.atomic():
             Message.objects.create(conversation=conversation, role=Message.Role.USER, text=redaction.text)
+            # The hand-off: whatever happens to this process, the question gets its audit event.
+            PendingAnswer.objects.create(
+                message_id=message_id,
+                conversation=conversation,
+                user=user,
+                question=redaction.text,
+                language=redaction.language,
+                pii_counts=redaction.counts,
+                retrieved=_retrieved(passages),
+            )
             conversation.placeholders = vault.as_json()
             if not conversation.title:
                 conversation.title = redaction.text[:TITLE_CHARS]
             conversation.save(update_fields=["placeholders", "title", "updated_at"])
         return Prepared(
             conversation_id=str(conversation.id),
-            message_id=str(uuid.uuid4()),
+            message_id=str(message_id),
             question=redaction,
             history=history,
             passages=passages,
@@ -325,7 +337,22 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
         # A stopped or failed answer is still attributed to the backend that was streaming it.
         backend = result.backend or (result.attempts[-1].backend if result.attempts else "")
         mode = plan.mode if plan else ""
-        with transaction.atomic():
+
+        def record() -> int | None:
+            """The answer, its audit event and the end of the hand-off, in one transaction;
+            None when the question was already recorded as interrupted."""
+            with transaction.atomic():
+                return write()
+
+        def write() -> int | None:
+            handed_off = PendingAnswer.objects.filter(message_id=prepared.message_id).delete()[0]
+            if (
+                not handed_off
+                and AuditEvent.objects.filter(
+                    kind=AuditEvent.Kind.QUESTION, message_id=prepared.message_id
+                ).exists()
+            ):
+                return None
             conversation = Conversation.objects.select_for_update().get(id=prepared.conversation_id)
             Message.objects.create(
                 id=prepared.message_id,
@@ -354,7 +381,7 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
                 answer=answer_text,
                 language=prepared.question.language,
                 pii_counts=pii,
-                retrieved=[{"chunk_id": p.chunk_id, "score": round(p.score, 6)} for p in prepared.passages],
+                retrieved=_retrieved(prepared.passages),
                 cited_documents=sorted({c["document_id"] for c in citations if c["cited"]}),
                 backend=backend,
                 outcome=outcome.audit_outcome,
@@ -373,12 +400,15 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
                     "summary_withheld": draft.withheld,
                 },
             )
+            return event.seq
+
+        seq = retrying_while_the_database_is_down(record, what="answer record")
         logger.info(
-            "answer stored",
+            "answer stored" if seq is not None else "answer already recorded as interrupted",
             extra={
                 "outcome": outcome.audit_outcome,
                 "backend": backend,
-                "audit_seq": event.seq,
+                "audit_seq": seq,
                 "verified": verified,
                 "mode": mode,
                 "checks": len(checks),
@@ -404,6 +434,30 @@ def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[s
         )
     finally:
         release_db_connection()
+
+
+def _retrieved(passages: list[RetrievedChunk]) -> list[dict[str, Any]]:
+    return [{"chunk_id": p.chunk_id, "score": round(float(p.score), 6)} for p in passages]
+
+
+def retrying_while_the_database_is_down(action: Callable[[], T], *, what: str) -> T:
+    """Run `action`, retrying with backoff for CHAT_RECORD_RETRY_SECONDS while the database is
+    unreachable: an outage at the end of an answer delays its record instead of dropping it."""
+    deadline = time.monotonic() + settings.CHAT_RECORD_RETRY_SECONDS
+    delay = 0.25
+    while True:
+        try:
+            return action()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning(
+                "database unavailable, retrying",
+                extra={"what": what, "retry_in_s": delay, "error": type(exc).__name__},
+            )
+            connection.close()  # a broken connection is not reused
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _observe(outcome: Outcome, timings: dict[str, float | None]) -> None:

@@ -23,6 +23,11 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*/5"),
         "options": {"queue": "housekeeping"},
     },
+    "record-interrupted-answers": {
+        "task": "chat.tasks.record_interrupted_answers",
+        "schedule": crontab(minute="*"),
+        "options": {"queue": "housekeeping"},
+    },
     "purge-expired-audit-events": {
         "task": "audit.tasks.purge_expired_events",
         "schedule": crontab(hour=3, minute=41),

@@ -265,6 +265,11 @@ CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 10, minimum=1
 # How long /readyz reuses its last checks (database, Redis, LLM, models).
 READYZ_CACHE_SECONDS = env_float("READYZ_CACHE_SECONDS", 5.0, minimum=0.0)
 CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE = env_int("CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
+# How long an answer's writer keeps retrying when the database is unreachable at the end of an
+# answer; a question still unrecorded after CHAT_INTERRUPTED_AFTER_SECONDS (the periodic task
+# checks every minute) gets an `interrupted` audit event instead.
+CHAT_RECORD_RETRY_SECONDS = env_float("CHAT_RECORD_RETRY_SECONDS", 120.0, minimum=0.0, maximum=3600.0)
+CHAT_INTERRUPTED_AFTER_SECONDS = env_float("CHAT_INTERRUPTED_AFTER_SECONDS", 600.0, minimum=60.0)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)
 # Reading one file may take this long before that document alone fails (a hostile file can be
