@@ -16,6 +16,7 @@ class AuditEvent(models.Model):
         AUDITOR_VIEW = "auditor_view"
         AUDITOR_EXPORT = "auditor_export"
         LOGIN_LOCKOUT = "login_lockout"
+        DOCUMENT_ACCESS = "document_access"
 
     seq = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(db_index=True)

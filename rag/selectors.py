@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 import numpy as np
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 
+from accounts.roles import Role
 from privacy.language import detect_language
 from rag.glossary import english_terms
 from rag.index import query_embedder
@@ -242,8 +243,15 @@ def document_list() -> QuerySet[Document]:
     return (
         Document.objects.annotate(chunk_count=Count("chunks"))
         .select_related("uploaded_by")
+        .prefetch_related("allowed_groups")
         .order_by("source_path", "-version")
     )
+
+
+def access_group_names() -> list[str]:
+    """Groups a document can be restricted to: every group that is not a role."""
+    roles = [role.value for role in Role]
+    return list(Group.objects.exclude(name__in=roles).order_by("name").values_list("name", flat=True))
 
 
 def document_visible_to(*, user: AbstractBaseUser | AnonymousUser, document_id: int) -> Document | None:

@@ -17,6 +17,9 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.roles import Role
+from audit.models import AuditEvent
+from audit.services import audit_event_append, pseudonym
 from rag.chunking import ChunkDraft, chunk_document
 from rag.embedding import Embedder
 from rag.evidence import sentences_of
@@ -88,7 +91,11 @@ def document_create_from_upload(
     document.file.save(
         f"{content_hash}{PurePosixPath(file_name).suffix.lower()[:10]}", ContentFile(data), save=True
     )
-    document.allowed_groups.set(allowed_groups)
+    groups = list(allowed_groups)
+    document.allowed_groups.set(groups)
+    uploader = _real_user(uploaded_by)
+    if groups and uploader is not None:
+        _access_recorded(document, before=[], after=[g.name for g in groups], changed_by=uploader)
     if enqueue:
         _enqueue_ingestion(document.pk)
     return UploadResult(document, True)
@@ -151,6 +158,43 @@ def document_retire(*, document: Document) -> None:
     Document.objects.filter(pk=document.pk).update(status=DocumentStatus.RETIRED)
     progress_publish(
         progress_event(document_id=document.pk, status=DocumentStatus.RETIRED, stage=IngestionStage.RETIRED)
+    )
+
+
+def access_groups_parse(*, names: Iterable[str]) -> list[Group]:
+    """Document-access groups by name, created when new; role groups are not access groups."""
+    roles = {role.value for role in Role}
+    wanted = sorted({" ".join(n.split())[:150] for n in names if n.strip()})
+    refused = [n for n in wanted if n in roles]
+    if refused:
+        raise ValueError(f"{refused[0]} is a role, not a document group.")
+    return [Group.objects.get_or_create(name=name)[0] for name in wanted]
+
+
+@transaction.atomic
+def document_set_access(*, document: Document, groups: Iterable[Group], changed_by: User) -> bool:
+    """Who may read the document: members of `groups`, or everyone when empty. Retrieval reads
+    it in SQL, so the change holds from the next question. Recorded in the audit log (who,
+    when, from what to what). False when nothing changed."""
+    before = sorted(document.allowed_groups.values_list("name", flat=True))
+    after = sorted({g.name for g in groups})
+    if before == after:
+        return False
+    document.allowed_groups.set(list(groups))
+    _access_recorded(document, before=before, after=after, changed_by=changed_by)
+    return True
+
+
+def _access_recorded(document: Document, *, before: list[str], after: list[str], changed_by: User) -> None:
+    audit_event_append(
+        kind=AuditEvent.Kind.DOCUMENT_ACCESS,
+        actor=pseudonym(user_id=changed_by.pk),
+        detail={
+            "document_id": document.pk,
+            "source_path": document.source_path,
+            "from": before,
+            "to": sorted(after),
+        },
     )
 
 

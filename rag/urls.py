@@ -10,6 +10,7 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("<int:document_id>/", views.view, name="view"),
     path("<int:document_id>/reindex/", views.reindex, name="reindex"),
+    path("<int:document_id>/access/", views.access, name="access"),
     path("<int:document_id>/retire/", views.retire, name="retire"),
     path("<int:document_id>/delete/", views.delete, name="delete"),
 ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -9,15 +10,36 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import role_required
 from accounts.roles import ASK_QUESTIONS, MANAGE_DOCUMENTS
 from rag.models import Document
-from rag.selectors import document_list, document_visible_to, evidence_spans, text_segments
-from rag.services import document_create_from_upload, document_delete, document_reindex, document_retire
+from rag.selectors import (
+    access_group_names,
+    document_list,
+    document_visible_to,
+    evidence_spans,
+    text_segments,
+)
+from rag.services import (
+    access_groups_parse,
+    document_create_from_upload,
+    document_delete,
+    document_reindex,
+    document_retire,
+    document_set_access,
+)
 
 MAX_FILES_PER_UPLOAD = 50
 
 
 @role_required(MANAGE_DOCUMENTS)
 def documents(request: HttpRequest) -> HttpResponse:
-    return render(request, "rag/documents.html", {"documents": document_list()})
+    return render(
+        request, "rag/documents.html", {"documents": document_list(), "access_groups": access_group_names()}
+    )
+
+
+def _group_names(request: HttpRequest) -> list[str]:
+    """Ticked groups plus any typed in "new groups" (comma-separated)."""
+    typed = request.POST.get("new_groups", "").split(",")
+    return [*request.POST.getlist("groups"), *typed]
 
 
 @require_POST
@@ -30,9 +52,17 @@ def upload(request: HttpRequest) -> HttpResponse:
     if len(files) > MAX_FILES_PER_UPLOAD:
         messages.error(request, _("Upload at most %(n)d files at a time.") % {"n": MAX_FILES_PER_UPLOAD})
         return redirect("rag:documents")
+    try:
+        groups = access_groups_parse(names=_group_names(request))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("rag:documents")
     for upload_file in files:
         result = document_create_from_upload(
-            stream=upload_file, file_name=upload_file.name or "upload", uploaded_by=request.user
+            stream=upload_file,
+            file_name=upload_file.name or "upload",
+            uploaded_by=request.user,
+            allowed_groups=groups,
         )
         if not result.created:
             messages.info(
@@ -51,6 +81,25 @@ def reindex(request: HttpRequest, document_id: int) -> HttpResponse:
         document_reindex(document=document)
     except ValueError as exc:
         messages.error(request, str(exc))
+    return redirect("rag:documents")
+
+
+@require_POST
+@role_required(MANAGE_DOCUMENTS)
+def access(request: HttpRequest, document_id: int) -> HttpResponse:
+    """Who may read a document: the ticked groups, or everyone when none is ticked."""
+    document = get_object_or_404(Document, pk=document_id)
+    assert isinstance(request.user, User)  # role_required let only a signed-in user through
+    try:
+        groups = access_groups_parse(names=_group_names(request))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("rag:documents")
+    if document_set_access(document=document, groups=groups, changed_by=request.user):
+        who = ", ".join(g.name for g in groups) or _("everyone")
+        messages.info(
+            request, _("“%(title)s” can now be read by: %(who)s.") % {"title": document.title, "who": who}
+        )
     return redirect("rag:documents")
 
 
