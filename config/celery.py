@@ -20,7 +20,8 @@ app.conf.beat_schedule = {
     },
     "recover-stuck-documents": {
         "task": "rag.tasks.recover_stuck_documents",
-        "schedule": crontab(minute="*/5"),
+        # With the 60 s processing threshold: a dead worker's document is re-queued within 90 s.
+        "schedule": 30.0,
         "options": {"queue": "housekeeping"},
     },
     "record-interrupted-answers": {

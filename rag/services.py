@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
@@ -214,11 +216,46 @@ def release_db_connection() -> None:
         connection.close()
 
 
+# While a document is being ingested its row is touched this often, so one whose worker died is
+# found after STUCK_AFTER[PROCESSING] even when parsing or sentence embedding writes no progress.
+HEARTBEAT_SECONDS = 20.0
+
+
+@contextmanager
+def ingestion_heartbeat(*, document_id: int, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Touch the document's `updated_at` every `every` seconds from a thread until the block ends."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every):
+                Document.objects.filter(pk=document_id, status=DocumentStatus.PROCESSING).update(
+                    updated_at=timezone.now()
+                )
+        except Exception:  # a missed heartbeat only makes the document look stuck sooner
+            logger.warning("ingestion heartbeat failed", extra={"document_id": document_id})
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"ingest-heartbeat-{document_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def document_ingest(*, document_id: int) -> Document:
     """Parse, chunk, embed, and swap in the document's chunks in one transaction (idempotent)."""
     document = Document.objects.get(pk=document_id)
     if document.status == DocumentStatus.RETIRED:
         return document
+    with ingestion_heartbeat(document_id=document_id):
+        return _ingest(document)
+
+
+def _ingest(document: Document) -> Document:
     _set_progress(document, status=DocumentStatus.PROCESSING, stage=IngestionStage.PARSING)
     try:
         data = document.file.read() if document.file else b""
@@ -419,7 +456,8 @@ def _keeping_requeues(document: Document, progress: dict[str, Any]) -> dict[str,
 # with a Redis restart (the embedded Redis keeps nothing on disk), or a worker was killed mid-way
 # (a live job updates the document at least every embedding batch, and is killed by the Celery
 # time limit, 11 minutes, before this).
-STUCK_AFTER = {DocumentStatus.QUEUED: timedelta(minutes=10), DocumentStatus.PROCESSING: timedelta(minutes=15)}
+# Processing: three missed heartbeats. Queued: a document may wait behind others that long.
+STUCK_AFTER = {DocumentStatus.QUEUED: timedelta(minutes=10), DocumentStatus.PROCESSING: timedelta(seconds=60)}
 MAX_REQUEUES = 2
 
 

@@ -42,5 +42,5 @@ def ingest_document(document_id: int) -> str:
 
 @shared_task(soft_time_limit=60, time_limit=90, queue="housekeeping")
 def recover_stuck_documents() -> dict[str, int]:
-    """Re-queue or fail documents whose ingestion job was lost (Celery beat, every 5 minutes)."""
+    """Re-queue or fail documents whose ingestion job was lost (Celery beat, every 30 seconds)."""
     return documents_recover_stuck()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,13 @@ from rag.embedding import load_embedder
 from rag.models import Chunk, Document, IngestionStage
 from rag.parsing import parse_document
 from rag.selectors import RRF_K, TEXT_WEIGHT, TITLE_WEIGHT, retrieve
-from rag.services import _set_progress, document_create_from_upload, document_retire, documents_recover_stuck
+from rag.services import (
+    _set_progress,
+    document_create_from_upload,
+    document_retire,
+    documents_recover_stuck,
+    ingestion_heartbeat,
+)
 from rag.tasks import ingest_document
 from tests.conftest import SHARED_DIR
 from tests.rag_helpers import DEMO_CORPUS, ingest_bytes, ingest_demo_corpus
@@ -350,3 +357,23 @@ def test_a_requeued_document_keeps_its_count_while_it_is_ingested_again() -> Non
     documents_recover_stuck()
     document.refresh_from_db()
     assert document.progress["requeues"] == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_document_being_ingested_beats_so_only_a_dead_workers_document_is_requeued() -> None:
+    alive, dead = (
+        document_create_from_upload(stream=io.BytesIO(text), file_name=name, enqueue=False).document
+        for text, name in ((LEAVE_V1, "leave.md"), (LEAVE_V2, "other.md"))
+    )
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    Document.objects.filter(pk__in=[alive.pk, dead.pk]).update(
+        status=Document.Status.PROCESSING, updated_at=two_minutes_ago
+    )
+    with ingestion_heartbeat(document_id=alive.pk, every=0.1):
+        time.sleep(0.5)
+        counts = documents_recover_stuck()
+    assert counts == {"requeued": 1, "failed": 0}
+    alive.refresh_from_db()
+    dead.refresh_from_db()
+    assert alive.status == Document.Status.PROCESSING and alive.updated_at > two_minutes_ago
+    assert dead.status == Document.Status.QUEUED and dead.failure_reason.startswith("Re-queued")
