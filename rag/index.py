@@ -130,6 +130,41 @@ def sentence_vectors_seed(*, passages: Sequence[StoredSentences]) -> int:
     return added
 
 
+SENTENCE_FILL_BATCH = 32  # chunks per transaction
+
+
+def sentence_vector_bytes(*, texts: list[str], embedder: Embedder) -> list[bytes]:
+    """For each chunk text, its sentences' vectors (rag.evidence.sentences_of) as float16 bytes."""
+    per_chunk = [[s.text for s in sentences_of(text)] for text in texts]
+    flat = [sentence for sentences in per_chunk for sentence in sentences]
+    vectors = [v for i in range(0, len(flat), 64) for v in embedder.embed_documents(flat[i : i + 64])]
+    array = np.asarray(vectors, dtype=np.float16).reshape(len(flat), embedder.dimensions)
+    out, at = [], 0
+    for sentences in per_chunk:
+        out.append(array[at : at + len(sentences)].tobytes())
+        at += len(sentences)
+    return out
+
+
+def sentence_vectors_fill(
+    *, embedder: Embedder, on_progress: Callable[[ReembedProgress], None] = lambda _: None
+) -> int:
+    """Store sentence vectors for every chunk that lacks them for `embedder`'s model (chunks
+    ingested before they existed, or under another model). Resumable; returns how many."""
+    stale = Chunk.objects.exclude(sentence_model=embedder.name, sentence_vectors__isnull=False)
+    total, done = stale.count(), 0
+    while True:
+        batch = list(stale.order_by("id").only("id", "text")[:SENTENCE_FILL_BATCH])
+        if not batch:
+            return done
+        stored = sentence_vector_bytes(texts=[c.text for c in batch], embedder=embedder)
+        with transaction.atomic():
+            for chunk, data in zip(batch, stored, strict=True):
+                Chunk.objects.filter(id=chunk.id).update(sentence_vectors=data, sentence_model=embedder.name)
+        done += len(batch)
+        on_progress(ReembedProgress("sentences", done, total))
+
+
 def sentence_cache_clear() -> None:
     with _sentence_lock:
         _sentence_vectors.clear()
@@ -185,7 +220,7 @@ def index_models_locked() -> IndexModels:
 
 @dataclass(frozen=True)
 class ReembedProgress:
-    stage: str  # "passages" or "titles"
+    stage: str  # "passages", "titles" or "sentences"
     done: int
     total: int
 

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import IO, Any
 
-import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.core.files.base import ContentFile
@@ -24,8 +23,13 @@ from audit.models import AuditEvent
 from audit.services import audit_event_append, pseudonym
 from rag.chunking import ChunkDraft, chunk_document
 from rag.embedding import Embedder
-from rag.evidence import sentences_of
-from rag.index import IndexModels, index_models_locked, index_record_model, ingestion_embedders
+from rag.index import (
+    IndexModels,
+    index_models_locked,
+    index_record_model,
+    ingestion_embedders,
+    sentence_vector_bytes,
+)
 from rag.models import Chunk, Document, DocumentStatus, IngestionStage
 from rag.parsing import ParsedDocument, ParseError, parse_document
 from rag.progress import EtaClock, progress_event, progress_publish
@@ -338,21 +342,7 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str, embedder: E
 
 def _embed_sentences(drafts: list[ChunkDraft], embedder: Embedder) -> list[bytes]:
     """Each chunk's sentence vectors as float16 bytes, for evidence selection."""
-    texts = [[s.text for s in sentences_of(d.text)] for d in drafts]
-    flat = [t for chunk in texts for t in chunk]
-    vectors = np.asarray(
-        [
-            v
-            for i in range(0, len(flat), EMBED_BATCH)
-            for v in embedder.embed_documents(flat[i : i + EMBED_BATCH])
-        ],
-        dtype=np.float16,
-    ).reshape(len(flat), embedder.dimensions)
-    out, at = [], 0
-    for chunk in texts:
-        out.append(vectors[at : at + len(chunk)].tobytes())
-        at += len(chunk)
-    return out
+    return sentence_vector_bytes(texts=[d.text for d in drafts], embedder=embedder)
 
 
 @dataclass(frozen=True)

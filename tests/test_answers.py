@@ -203,3 +203,15 @@ def test_ingestion_stores_each_sentences_vector_so_answering_embeds_none(employe
     passages = retrieve(query=QUESTION, user=employee, k=3)
     assert sentence_vectors_seed(passages=passages) >= len(sentences)
     assert sentence_vectors_seed(passages=passages) == 0, "already cached"
+
+
+def test_reembed_stores_sentence_vectors_for_passages_that_lack_them(employee: User) -> None:
+    Chunk.objects.update(sentence_vectors=None, sentence_model="")  # as ingested before they existed
+    out = io.StringIO()
+    call_command("reembed", stdout=out)
+    assert f"stored sentence vectors for {Chunk.objects.count()} passages" in out.getvalue()
+    assert not Chunk.objects.filter(sentence_vectors=None).exists()
+    assert set(Chunk.objects.values_list("sentence_model", flat=True)) == {index_models().model}
+    again = io.StringIO()
+    call_command("reembed", stdout=again)
+    assert "stored sentence vectors" not in again.getvalue(), "nothing left to do"

@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0004_keyed_chain_anchor'),
+        ("audit", "0004_keyed_chain_anchor"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='kind',
-            field=models.CharField(choices=[('question', 'Question'), ('feedback', 'Feedback'), ('auditor_view', 'Auditor View'), ('auditor_export', 'Auditor Export'), ('login_lockout', 'Login Lockout'), ('document_access', 'Document Access')], db_index=True, max_length=20),
+            model_name="auditevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("question", "Question"),
+                    ("feedback", "Feedback"),
+                    ("auditor_view", "Auditor View"),
+                    ("auditor_export", "Auditor Export"),
+                    ("login_lockout", "Login Lockout"),
+                    ("document_access", "Document Access"),
+                ],
+                db_index=True,
+                max_length=20,
+            ),
         ),
     ]

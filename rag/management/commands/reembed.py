@@ -7,14 +7,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from rag.embedding import MODEL_OF_CHOICE, load_embedder
-from rag.index import ReembedProgress, index_reembed
+from rag.index import ReembedProgress, index_reembed, sentence_vectors_fill
 
 
 class Command(BaseCommand):
     help = (
         "Re-embed every passage and title with another embedding model, then swap the index to it "
         "in one transaction. Search keeps using the old vectors until then; an interrupted run "
-        "resumes where it stopped. Does nothing when the index already holds that model."
+        "resumes where it stopped. Does nothing when the index already holds that model, but "
+        "stores sentence vectors for passages that lack them."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -41,3 +42,7 @@ class Command(BaseCommand):
             )
 
         self.stdout.write(index_reembed(embedder=embedder, on_progress=report))
+        # Evidence selection reads each sentence's vector from ingestion: fill any missing.
+        filled = sentence_vectors_fill(embedder=embedder, on_progress=report)
+        if filled:
+            self.stdout.write(f"stored sentence vectors for {filled} passages")
