@@ -13,7 +13,8 @@ and the answer unverified.
 
 `question_answer()` is an async generator of typed events (chat/events.py). Closing it
 (stop button, socket closed) cancels the upstream LLM stream at once and stores what was
-said so far. Only redacted text leaves the first step.
+said so far. Only redacted text leaves the first step. What a question carries between the
+stages is in chat/state.py; storing the answer and its audit event in chat/recording.py.
 """
 
 from __future__ import annotations
@@ -23,23 +24,16 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.urls import reverse
+from django.db import transaction
 
-from audit.models import AuditEvent
-from audit.services import audit_event_append, pseudonym
 from chat.answers import (
     SUMMARY_TOKENS,
-    Numbered,
-    attribution,
     contact_in,
     decline_text,
     declined_in_words,
@@ -51,23 +45,22 @@ from chat.answers import (
     summary_messages,
     summary_usable,
 )
-from chat.claims import ClaimReport, claims_check
+from chat.claims import claims_check
 from chat.events import AskError, CitationsOut, Done, Event, HandoverOut, Started, TokenOut
 from chat.models import Conversation, Message, PendingAnswer
-from chat.prompt import MARK_END, MARK_START, answer_render, citations_check, prompt_build
-from config import metrics
+from chat.prompt import prompt_build
+from chat.recording import answer_record, document_url, retrieved_scores
+from chat.state import Draft, Outcome, Plan, Prepared
 from config.tracing import new_id, trace_id_var
 from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, Token, get_gateway
-from privacy.pool import pii_find_pooled
-from privacy.services import Redaction, text_redact, vault_for
-from rag.evidence import Evidence, evidence_answerable, evidence_select, question_topic
+from privacy.services import text_redact, vault_for
+from rag.evidence import evidence_answerable, evidence_select, question_topic
 from rag.index import sentence_vectors, sentence_vectors_seed
-from rag.selectors import RetrievedChunk, question_vector, retrieve_for_question
+from rag.selectors import question_vector, retrieve_for_question
 from rag.services import release_db_connection
 
 TITLE_CHARS = 80
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _threads_each() -> int:
@@ -82,19 +75,6 @@ _finish_threads = ThreadPoolExecutor(max_workers=_threads_each(), thread_name_pr
 
 
 # --- preparing: redact, retrieve, select evidence, store the question ----------------------
-
-
-@dataclass
-class Prepared:
-    conversation_id: str
-    message_id: str
-    question: Redaction
-    history: list[tuple[str, str]]
-    passages: list[RetrievedChunk]
-    evidence: Evidence
-    answerable: bool
-    placeholders: dict[str, str]
-    timings: dict[str, float | None] = field(default_factory=dict)
 
 
 def _ms(since: float) -> float:
@@ -152,7 +132,7 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
                 question=redaction.text,
                 language=redaction.language,
                 pii_counts=redaction.counts,
-                retrieved=_retrieved(passages),
+                retrieved=retrieved_scores(passages),
             )
             conversation.placeholders = vault.as_json()
             if not conversation.title:
@@ -195,25 +175,6 @@ def _conversation_for(*, user: User, conversation_id: str | None) -> Conversatio
 # --- planning: which passages the answer gives, under which numbers -------------------------
 
 
-@dataclass
-class Plan:
-    mode: str  # evidence | generate
-    given: list[RetrievedChunk]  # the passages the answer (and any model) is given, numbered from 1
-    groups: list[Numbered]  # the evidence, by passage number
-    messages: list[dict[str, str]] = field(default_factory=list)  # generate mode's prompt
-
-
-def _document_url(document_id: int) -> str:
-    return reverse("rag:view", args=[document_id])
-
-
-def _passage_url(chunk: RetrievedChunk, evidence: list[tuple[int, int]]) -> str:
-    """The document view at this passage, with its evidence sentences highlighted."""
-    spans = ",".join(f"{start}-{end}" for start, end in evidence)
-    query = f"?chunk={chunk.chunk_id}" + (f"&hl={spans}" if spans else "")
-    return _document_url(chunk.document_id) + query + f"#chunk-{chunk.chunk_id}"
-
-
 def _plan(prepared: Prepared, mode: str) -> Plan:
     passages, evidence = prepared.passages, prepared.evidence
     if mode == "generate":
@@ -233,253 +194,6 @@ def _plan(prepared: Prepared, mode: str) -> Plan:
     numbering = {p: n for n, p in enumerate(evidence.passages, start=1)}
     groups = numbered_evidence(evidence, numbering, passages)
     return Plan(mode=mode, given=[g.passage for g in groups], groups=groups)
-
-
-def _citation_items(plan: Plan, cited: list[int]) -> list[dict[str, Any]]:
-    """Every passage the answer was given, numbered as in the answer; `cited` marks those it
-    cites (the UI shows them first, the rest as "also consulted")."""
-    spans = {g.n: [(s.start, s.end) for s in g.sentences] for g in plan.groups}
-    items = [
-        {
-            "n": n,
-            "document_id": chunk.document_id,
-            "chunk_id": chunk.chunk_id,
-            "title": chunk.title,
-            "heading": chunk.heading_path,
-            "page": chunk.page,
-            "url": _passage_url(chunk, spans.get(n, [])),
-            "source_path": chunk.source_path,
-            "evidence": [list(span) for span in spans.get(n, [])],
-            "cited": n in cited,
-        }
-        for n, chunk in enumerate(plan.given, start=1)
-    ]
-    return sorted(items, key=lambda item: (not item["cited"], item["n"]))
-
-
-# --- the answer as it is written -----------------------------------------------------------
-
-
-@dataclass
-class Draft:
-    """What the user has been shown, and which part of it a model wrote."""
-
-    text: str = ""
-    model_start: int | None = None  # where the model's text begins in `text`
-    model_end: int | None = None
-    declined: bool = False
-    withheld: list[str] = field(default_factory=list)  # why the model's summary was not shown
-
-    def add(self, piece: str) -> TokenOut:
-        self.text += piece
-        return TokenOut(piece)
-
-    @property
-    def model_text(self) -> str:
-        if self.model_start is None:
-            return ""
-        return self.text[self.model_start : self.model_end]
-
-
-@dataclass
-class Outcome:
-    status: str  # Message.Status
-    audit_outcome: str  # answered | declined | fallback | stopped | busy | failed
-    draft: Draft
-    result: GenerationResult
-    plan: Plan | None
-
-
-def _support_texts(plan: Plan) -> list[str]:
-    """What each passage number gave the model: the quotes (evidence mode) or the passage."""
-    if plan.mode == "evidence":
-        return [" ".join(s.text for s in g.sentences) for g in plan.groups]
-    return [p.text for p in plan.given]
-
-
-def _marked(draft: Draft, report: ClaimReport) -> str:
-    """The answer with each flagged sentence of the model's text between markers."""
-    text, offset = draft.text, draft.model_start or 0
-    for sentence in sorted(report.flagged, key=lambda s: -s.start):
-        start, end = offset + sentence.start, offset + sentence.end
-        text = text[:start] + MARK_START + text[start:end] + MARK_END + text[end:]
-    return text
-
-
-def _finish(*, user: User, prepared: Prepared, outcome: Outcome, timings: dict[str, float | None]) -> Done:
-    """Check citations and claims, redact and store the answer, append the audit event."""
-    try:
-        result, draft, plan = outcome.result, outcome.draft, outcome.plan
-        given = plan.given if plan else []
-        report = claims_check(text=draft.model_text, passages=_support_texts(plan)) if plan else None
-        checked = citations_check(
-            answer=_marked(draft, report) if report else draft.text, passage_count=len(given)
-        )
-        checks = report.reasons() if report else []
-        if checked.removed:
-            checks.append(f"removed {checked.removed} citation(s) to passages that were not supplied")
-        supported = not (report and report.flagged)
-        # A decline claims nothing; anything else must cite a passage and hold only what it gave.
-        verified = supported and (draft.declined or bool(checked.cited))
-        vault = vault_for(scope=prepared.conversation_id, stored=prepared.placeholders)
-        # Policy text the answer quotes (a contact address, a form's name) stays readable.
-        # (and the titles and headings the quotes are attributed to).
-        documents = [p.text for p in prepared.passages] + [attribution(p) for p in prepared.passages]
-        answer = (
-            text_redact(text=checked.text, vault=vault, find=pii_find_pooled, documents=documents)
-            if checked.text
-            else None
-        )
-        marked_text = answer.text if answer else ""
-        answer_text = marked_text.replace(MARK_START, "").replace(MARK_END, "")
-        citations = _citation_items(plan, checked.cited) if plan else []
-        html = answer_render(text=marked_text, citation_urls={c["n"]: c["url"] for c in citations})
-        # A stopped or failed answer is still attributed to the backend that was streaming it.
-        backend = result.backend or (result.attempts[-1].backend if result.attempts else "")
-        mode = plan.mode if plan else ""
-
-        def record() -> int | None:
-            """The answer, its audit event and the end of the hand-off, in one transaction;
-            None when the question was already recorded as interrupted."""
-            with transaction.atomic():
-                return write()
-
-        def write() -> int | None:
-            handed_off = PendingAnswer.objects.filter(message_id=prepared.message_id).delete()[0]
-            if (
-                not handed_off
-                and AuditEvent.objects.filter(
-                    kind=AuditEvent.Kind.QUESTION, message_id=prepared.message_id
-                ).exists()
-            ):
-                return None
-            conversation = Conversation.objects.select_for_update().get(id=prepared.conversation_id)
-            Message.objects.create(
-                id=prepared.message_id,
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                text=answer_text,
-                html=html,
-                citations=citations,
-                status=outcome.status,
-                backend=backend,
-                verified=verified,
-                fallback=result.fallback,
-                handover=bool(result.handovers),
-            )
-            conversation.placeholders = vault.as_json()
-            conversation.save(update_fields=["placeholders", "updated_at"])
-            pii = dict(prepared.question.counts)
-            for kind, count in (answer.counts if answer else {}).items():
-                pii[kind] = pii.get(kind, 0) + count
-            event = audit_event_append(
-                kind=AuditEvent.Kind.QUESTION,
-                actor=pseudonym(user_id=user.pk),
-                conversation_id=prepared.conversation_id,
-                message_id=prepared.message_id,
-                question=prepared.question.text,
-                answer=answer_text,
-                language=prepared.question.language,
-                pii_counts=pii,
-                retrieved=_retrieved(prepared.passages),
-                cited_documents=sorted({c["document_id"] for c in citations if c["cited"]}),
-                backend=backend,
-                outcome=outcome.audit_outcome,
-                attempts=result.attempts_as_dicts(),
-                verified=verified,
-                latencies=timings,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                detail={
-                    "document_text_kept": answer.kept_as_document if answer else 0,
-                    "mode": mode,
-                    "declined": draft.declined,
-                    "answerability": prepared.evidence.answerability,
-                    "claims_checked": report.claims if report else 0,
-                    "checks": checks,
-                    "summary_withheld": draft.withheld,
-                },
-            )
-            return event.seq
-
-        seq = retrying_while_the_database_is_down(record, what="answer record")
-        logger.info(
-            "answer stored" if seq is not None else "answer already recorded as interrupted",
-            extra={
-                "outcome": outcome.audit_outcome,
-                "backend": backend,
-                "audit_seq": seq,
-                "verified": verified,
-                "mode": mode,
-                "checks": len(checks),
-            },
-        )
-        _observe(outcome, timings)
-        return Done(
-            message_id=prepared.message_id,
-            conversation_id=prepared.conversation_id,
-            text=answer_text,
-            html=html,
-            backend=backend,
-            verified=verified,
-            fallback=result.fallback,
-            handover=bool(result.handovers),
-            citations=citations,
-            attempts=result.attempts_as_dicts(),
-            timings=timings,
-            mode=mode,
-            declined=draft.declined,
-            checks=checks,
-            answerability=prepared.evidence.answerability,
-        )
-    finally:
-        release_db_connection()
-
-
-def _retrieved(passages: list[RetrievedChunk]) -> list[dict[str, Any]]:
-    return [{"chunk_id": p.chunk_id, "score": round(float(p.score), 6)} for p in passages]
-
-
-def retrying_while_the_database_is_down(action: Callable[[], T], *, what: str) -> T:
-    """Run `action`, retrying with backoff for CHAT_RECORD_RETRY_SECONDS while the database is
-    unreachable: an outage at the end of an answer delays its record instead of dropping it."""
-    deadline = time.monotonic() + settings.CHAT_RECORD_RETRY_SECONDS
-    delay = 0.25
-    while True:
-        try:
-            return action()
-        except (OperationalError, InterfaceError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning(
-                "database unavailable, retrying",
-                extra={"what": what, "retry_in_s": delay, "error": type(exc).__name__},
-            )
-            connection.close()  # a broken connection is not reused
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def _observe(outcome: Outcome, timings: dict[str, float | None]) -> None:
-    if not metrics.enabled():
-        return
-    result = outcome.result
-    metrics.QUESTIONS.labels(outcome.audit_outcome).inc()
-    for stage in ("redaction", "retrieval", "prompt"):
-        value = timings.get(f"{stage}_ms")
-        if value is not None:
-            metrics.STAGE_SECONDS.labels(stage).observe(value / 1000)
-    if timings.get("first_token_ms") is not None:
-        metrics.TIME_TO_FIRST_TOKEN.observe((timings["first_token_ms"] or 0) / 1000)
-    if timings.get("total_ms") is not None:
-        metrics.ANSWER_SECONDS.observe((timings["total_ms"] or 0) / 1000)
-    metrics.TOKENS_STREAMED.inc(result.completion_tokens)
-    for attempt in result.attempts:
-        metrics.LLM_ATTEMPTS.labels(attempt.backend, attempt.outcome).inc()
-    if result.fallback or len([a for a in result.attempts if a.outcome != "skipped"]) > 1:
-        metrics.LLM_FALLBACKS.inc()
-    if result.handovers:
-        metrics.LLM_HANDOVERS.inc()
 
 
 def _context_tokens() -> int:
@@ -601,7 +315,7 @@ class Answering:
         """Not covered: said plainly, with the nearest documents and a contact; no model asked."""
         self.draft.declined, self.outcome = True, "declined"
         passages = self.prepared.passages
-        urls = {p.document_id: _document_url(p.document_id) for p in passages}
+        urls = {p.document_id: document_url(p.document_id) for p in passages}
         text = decline_text(
             language=self.language, related=related_documents(passages, urls), contact=contact_in(passages)
         )
@@ -645,7 +359,7 @@ class Answering:
         if not summary_usable(summary):
             self.draft.withheld = ["summary withheld: it said nothing"]
             return ""
-        report = claims_check(text=summary, passages=_support_texts(plan))
+        report = claims_check(text=summary, passages=plan.support_texts())
         if report.flagged:
             self.draft.withheld = [f"summary withheld: {reason}" for reason in report.reasons()]
             return ""
@@ -696,7 +410,7 @@ async def _store(
     """Store the exchange and its audit event, shielded: the caller may be going away."""
     timings["total_ms"] = _ms(received)
     return await asyncio.shield(
-        sync_to_async(_finish, thread_sensitive=False, executor=_finish_threads)(
+        sync_to_async(answer_record, thread_sensitive=False, executor=_finish_threads)(
             user=user, prepared=prepared, outcome=outcome, timings=timings
         )
     )

@@ -1,0 +1,252 @@
+"""Recording an answer: check its citations and claims, redact it, and store it with its
+audit event, ending the question's hand-off in the same transaction; retried while the
+database is unreachable (README, "No lost records")."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from audit.services import audit_event_append, pseudonym
+from chat.answers import attribution
+from chat.claims import ClaimReport, claims_check
+from chat.events import Done
+from chat.models import Conversation, Message, PendingAnswer
+from chat.prompt import MARK_END, MARK_START, answer_render, citations_check
+from chat.state import Draft, Outcome, Plan, Prepared
+from config import metrics
+from privacy.pool import pii_find_pooled
+from privacy.services import text_redact, vault_for
+from rag.selectors import RetrievedChunk
+from rag.services import release_db_connection
+
+logger = logging.getLogger("chat.pipeline")  # one logger name for a question's whole story
+T = TypeVar("T")
+
+
+def document_url(document_id: int) -> str:
+    return reverse("rag:view", args=[document_id])
+
+
+def _passage_url(chunk: RetrievedChunk, evidence: list[tuple[int, int]]) -> str:
+    """The document view at this passage, with its evidence sentences highlighted."""
+    spans = ",".join(f"{start}-{end}" for start, end in evidence)
+    query = f"?chunk={chunk.chunk_id}" + (f"&hl={spans}" if spans else "")
+    return document_url(chunk.document_id) + query + f"#chunk-{chunk.chunk_id}"
+
+
+def _citation_items(plan: Plan, cited: list[int]) -> list[dict[str, Any]]:
+    """Every passage the answer was given, numbered as in the answer; `cited` marks those it
+    cites (the UI shows them first, the rest as "also consulted")."""
+    spans = {g.n: [(s.start, s.end) for s in g.sentences] for g in plan.groups}
+    items = [
+        {
+            "n": n,
+            "document_id": chunk.document_id,
+            "chunk_id": chunk.chunk_id,
+            "title": chunk.title,
+            "heading": chunk.heading_path,
+            "page": chunk.page,
+            "url": _passage_url(chunk, spans.get(n, [])),
+            "source_path": chunk.source_path,
+            "evidence": [list(span) for span in spans.get(n, [])],
+            "cited": n in cited,
+        }
+        for n, chunk in enumerate(plan.given, start=1)
+    ]
+    return sorted(items, key=lambda item: (not item["cited"], item["n"]))
+
+
+def _marked(draft: Draft, report: ClaimReport) -> str:
+    """The answer with each flagged sentence of the model's text between markers."""
+    text, offset = draft.text, draft.model_start or 0
+    for sentence in sorted(report.flagged, key=lambda s: -s.start):
+        start, end = offset + sentence.start, offset + sentence.end
+        text = text[:start] + MARK_START + text[start:end] + MARK_END + text[end:]
+    return text
+
+
+def answer_record(
+    *, user: User, prepared: Prepared, outcome: Outcome, timings: dict[str, float | None]
+) -> Done:
+    """Check citations and claims, redact and store the answer, append the audit event."""
+    try:
+        result, draft, plan = outcome.result, outcome.draft, outcome.plan
+        given = plan.given if plan else []
+        report = claims_check(text=draft.model_text, passages=plan.support_texts()) if plan else None
+        checked = citations_check(
+            answer=_marked(draft, report) if report else draft.text, passage_count=len(given)
+        )
+        checks = report.reasons() if report else []
+        if checked.removed:
+            checks.append(f"removed {checked.removed} citation(s) to passages that were not supplied")
+        supported = not (report and report.flagged)
+        # A decline claims nothing; anything else must cite a passage and hold only what it gave.
+        verified = supported and (draft.declined or bool(checked.cited))
+        vault = vault_for(scope=prepared.conversation_id, stored=prepared.placeholders)
+        # Policy text the answer quotes (a contact address, a form's name) stays readable.
+        # (and the titles and headings the quotes are attributed to).
+        documents = [p.text for p in prepared.passages] + [attribution(p) for p in prepared.passages]
+        answer = (
+            text_redact(text=checked.text, vault=vault, find=pii_find_pooled, documents=documents)
+            if checked.text
+            else None
+        )
+        marked_text = answer.text if answer else ""
+        answer_text = marked_text.replace(MARK_START, "").replace(MARK_END, "")
+        citations = _citation_items(plan, checked.cited) if plan else []
+        html = answer_render(text=marked_text, citation_urls={c["n"]: c["url"] for c in citations})
+        # A stopped or failed answer is still attributed to the backend that was streaming it.
+        backend = result.backend or (result.attempts[-1].backend if result.attempts else "")
+        mode = plan.mode if plan else ""
+
+        def record() -> int | None:
+            """The answer, its audit event and the end of the hand-off, in one transaction;
+            None when the question was already recorded as interrupted."""
+            with transaction.atomic():
+                return write()
+
+        def write() -> int | None:
+            handed_off = PendingAnswer.objects.filter(message_id=prepared.message_id).delete()[0]
+            if (
+                not handed_off
+                and AuditEvent.objects.filter(
+                    kind=AuditEvent.Kind.QUESTION, message_id=prepared.message_id
+                ).exists()
+            ):
+                return None
+            conversation = Conversation.objects.select_for_update().get(id=prepared.conversation_id)
+            Message.objects.create(
+                id=prepared.message_id,
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                text=answer_text,
+                html=html,
+                citations=citations,
+                status=outcome.status,
+                backend=backend,
+                verified=verified,
+                fallback=result.fallback,
+                handover=bool(result.handovers),
+            )
+            conversation.placeholders = vault.as_json()
+            conversation.save(update_fields=["placeholders", "updated_at"])
+            pii = dict(prepared.question.counts)
+            for kind, count in (answer.counts if answer else {}).items():
+                pii[kind] = pii.get(kind, 0) + count
+            event = audit_event_append(
+                kind=AuditEvent.Kind.QUESTION,
+                actor=pseudonym(user_id=user.pk),
+                conversation_id=prepared.conversation_id,
+                message_id=prepared.message_id,
+                question=prepared.question.text,
+                answer=answer_text,
+                language=prepared.question.language,
+                pii_counts=pii,
+                retrieved=retrieved_scores(prepared.passages),
+                cited_documents=sorted({c["document_id"] for c in citations if c["cited"]}),
+                backend=backend,
+                outcome=outcome.audit_outcome,
+                attempts=result.attempts_as_dicts(),
+                verified=verified,
+                latencies=timings,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                detail={
+                    "document_text_kept": answer.kept_as_document if answer else 0,
+                    "mode": mode,
+                    "declined": draft.declined,
+                    "answerability": prepared.evidence.answerability,
+                    "claims_checked": report.claims if report else 0,
+                    "checks": checks,
+                    "summary_withheld": draft.withheld,
+                },
+            )
+            return event.seq
+
+        seq = retrying_while_the_database_is_down(record, what="answer record")
+        logger.info(
+            "answer stored" if seq is not None else "answer already recorded as interrupted",
+            extra={
+                "outcome": outcome.audit_outcome,
+                "backend": backend,
+                "audit_seq": seq,
+                "verified": verified,
+                "mode": mode,
+                "checks": len(checks),
+            },
+        )
+        _observe(outcome, timings)
+        return Done(
+            message_id=prepared.message_id,
+            conversation_id=prepared.conversation_id,
+            text=answer_text,
+            html=html,
+            backend=backend,
+            verified=verified,
+            fallback=result.fallback,
+            handover=bool(result.handovers),
+            citations=citations,
+            attempts=result.attempts_as_dicts(),
+            timings=timings,
+            mode=mode,
+            declined=draft.declined,
+            checks=checks,
+            answerability=prepared.evidence.answerability,
+        )
+    finally:
+        release_db_connection()
+
+
+def retrieved_scores(passages: list[RetrievedChunk]) -> list[dict[str, Any]]:
+    return [{"chunk_id": p.chunk_id, "score": round(float(p.score), 6)} for p in passages]
+
+
+def retrying_while_the_database_is_down(action: Callable[[], T], *, what: str) -> T:
+    """Run `action`, retrying with backoff for CHAT_RECORD_RETRY_SECONDS while the database is
+    unreachable: an outage at the end of an answer delays its record instead of dropping it."""
+    deadline = time.monotonic() + settings.CHAT_RECORD_RETRY_SECONDS
+    delay = 0.25
+    while True:
+        try:
+            return action()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning(
+                "database unavailable, retrying",
+                extra={"what": what, "retry_in_s": delay, "error": type(exc).__name__},
+            )
+            connection.close()  # a broken connection is not reused
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _observe(outcome: Outcome, timings: dict[str, float | None]) -> None:
+    if not metrics.enabled():
+        return
+    result = outcome.result
+    metrics.QUESTIONS.labels(outcome.audit_outcome).inc()
+    for stage in ("redaction", "retrieval", "prompt"):
+        value = timings.get(f"{stage}_ms")
+        if value is not None:
+            metrics.STAGE_SECONDS.labels(stage).observe(value / 1000)
+    if timings.get("first_token_ms") is not None:
+        metrics.TIME_TO_FIRST_TOKEN.observe((timings["first_token_ms"] or 0) / 1000)
+    if timings.get("total_ms") is not None:
+        metrics.ANSWER_SECONDS.observe((timings["total_ms"] or 0) / 1000)
+    metrics.TOKENS_STREAMED.inc(result.completion_tokens)
+    for attempt in result.attempts:
+        metrics.LLM_ATTEMPTS.labels(attempt.backend, attempt.outcome).inc()
+    if result.fallback or len([a for a in result.attempts if a.outcome != "skipped"]) > 1:
+        metrics.LLM_FALLBACKS.inc()
+    if result.handovers:
+        metrics.LLM_HANDOVERS.inc()
