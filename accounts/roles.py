@@ -11,6 +11,9 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
+ROLE_NAMES = frozenset(role.value for role in Role)  # the role groups' names
+
+
 ASK_QUESTIONS = "accounts.ask_questions"
 MANAGE_DOCUMENTS = "accounts.manage_documents"
 VIEW_AUDIT = "accounts.view_audit"

@@ -4,7 +4,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 
-from accounts.roles import ROLE_PERMISSIONS, Role
+from accounts.roles import ROLE_NAMES, ROLE_PERMISSIONS, Role
 
 
 @transaction.atomic
@@ -21,7 +21,7 @@ def user_create(*, username: str, role: Role, password: str, validate: bool = Tr
 
 
 def user_set_role(*, user: User, role: Role) -> None:
-    role_groups = Group.objects.filter(name__in=[r.value for r in Role])
+    role_groups = Group.objects.filter(name__in=ROLE_NAMES)
     user.groups.remove(*role_groups)
     user.groups.add(Group.objects.get(name=role.value))
 

@@ -16,6 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rag.evidence import EMAIL
+
 CITATION = re.compile(r"\[(\d{1,3})\]")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -45,7 +47,6 @@ _NUMBER = re.compile(
     r"(?:hours?|hrs?|days?|weeks?|months?|years?|minutes?)\b|(?:pay )?periods?\b|dollars?\b))?",
     re.I,
 )
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.I)
 _FORM_CODE = re.compile(r"\b(?:SF|OF|GSA|DD|FS|OPM|CA|TSP)[- ]?\d{1,4}[A-Z]?\b|\bForm\s+[A-Z]*-?\d+[A-Z]?\b")
 _FORM_NAME = re.compile(r"\b((?:[A-Z][\w\u2019'-]*\s+){1,6})[Ff]orm\b")
@@ -103,9 +104,9 @@ def claims_in(text: str) -> list[Claim]:
     are not claims)."""
     text = _LIST_MARKER.sub("", CITATION.sub("", text))
     claims: list[Claim] = []
-    for match in _EMAIL.finditer(text):
+    for match in EMAIL.finditer(text):
         claims.append(Claim("email", match.group(0), match.group(0).lower()))
-    without_addresses = _EMAIL.sub(" ", text)
+    without_addresses = EMAIL.sub(" ", text)
     for match in _URL.finditer(without_addresses):
         url = match.group(0).rstrip(".,;:!?'\"")
         claims.append(Claim("url", url, _url_key(url)))

@@ -373,7 +373,7 @@ class Answering:
         )
         generation = get_gateway().generate(plan.messages, extractive=fallback)
         self.result = generation.result
-        async for event in self._relay(generation.events(), lead=""):
+        async for event in self._relay(generation.events()):
             yield event
         if self.result.fallback:
             self.outcome = "fallback"
@@ -388,17 +388,14 @@ class Answering:
             )
 
     async def _relay(
-        self, events: AsyncGenerator[Token | Handover, None], *, lead: str
+        self, events: AsyncGenerator[Token | Handover, None]
     ) -> AsyncGenerator[TokenOut | HandoverOut, None]:
-        """Model tokens to the user; `lead` goes before the first one, and the span the model
-        wrote is remembered for the claim check."""
+        """Model tokens to the user; the span the model wrote is remembered for the claim check."""
         async for event in events:
             if isinstance(event, Handover):
                 yield HandoverOut(event.from_backend, event.to_backend)
                 continue
             if self.draft.model_start is None:
-                if lead:
-                    yield self._show(lead)
                 self.draft.model_start = len(self.draft.text)
             yield self._show(event.text)
             self.draft.model_end = len(self.draft.text)

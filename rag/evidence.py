@@ -428,16 +428,17 @@ def evidence_select(
     """The sentences that answer `question`. `extra_terms` are words to match besides the
     question's own (the English glossary words of a Vietnamese question)."""
     intent = question_intent(question)
-    pool = _pool(passages)
+    by_passage = {n: sentences_of(p.text, n) for n, p in enumerate(passages)}
+    pool = _pool(by_passage)
     if not pool:
         return Evidence([], 0.0, 0.0, 0.0, intent.wants_list)
     query = question_words(question, extra_terms)
-    idf = _idf(query, [content_words(s.text) for s in pool])
+    words = {id(s): content_words(s.text) for s in pool}
+    idf = _idf(query, list(words.values()))
     contexts = [content_words(f"{p.title} {p.heading_path}") for p in passages]
-    passage_words = [content_words(p.text) | contexts[i] for i, p in enumerate(passages)]
     cheap = {
         id(s): (
-            WEIGHTS["lexical"] * _coverage(query, content_words(s.text), contexts[s.passage], idf)
+            WEIGHTS["lexical"] * _coverage(query, words[id(s)], contexts[s.passage], idf)
             + WEIGHTS["kind"] * _kind_match(intent, s.text)
             + WEIGHTS["rank"] * _rank_prior(s.passage)
         )
@@ -449,7 +450,7 @@ def evidence_select(
         key=lambda pair: (-pair[0], pair[1].passage, pair[1].index),
     )
     best_score, best = scored[0]
-    chosen = _choose(scored, passages, intent)
+    chosen = _choose(scored, by_passage, [p.document_id for p in passages], intent)
     by_sentence = {id(s): score for score, s in scored}
     picked = [
         EvidenceSentence(
@@ -469,17 +470,21 @@ def evidence_select(
         sentences=picked,
         best_score=round(best_score, 4),
         best_cosine=round(semantic.get(id(best), 0.0), 4),
-        best_coverage=round(_coverage(query, passage_words[best.passage], set(), idf), 4),
+        best_coverage=round(_coverage(query, _passage_words(passages[best.passage]), set(), idf), 4),
         wants_list=intent.wants_list,
     )
 
 
-def _pool(passages: Sequence[Passage]) -> list[Sentence]:
+def _passage_words(passage: Passage) -> set[str]:
+    return content_words(f"{passage.text} {passage.title} {passage.heading_path}")
+
+
+def _pool(by_passage: dict[int, list[Sentence]]) -> list[Sentence]:
     """Every sentence once: neighbouring chunks overlap, so a sentence may come twice."""
     seen: set[str] = set()
     pool: list[Sentence] = []
-    for n, passage in enumerate(passages):
-        for sentence in sentences_of(passage.text, n):
+    for sentences in by_passage.values():
+        for sentence in sentences:
             key = " ".join(sentence.text.lower().split())
             if key in seen or not WORD.search(sentence.text):
                 continue
@@ -539,11 +544,12 @@ def _cosine_score(cosine: float | None) -> float:
 
 
 def _choose(
-    scored: list[tuple[float, Sentence]], passages: Sequence[Passage], intent: Intent
+    scored: list[tuple[float, Sentence]],
+    by_passage: dict[int, list[Sentence]],
+    documents: list[int],
+    intent: Intent,
 ) -> list[Sentence]:
     budget = LIST_ANSWER_WORDS if intent.wants_list else ANSWER_WORDS
-    by_passage = {n: sentences_of(p.text, n) for n, p in enumerate(passages)}
-    documents = [p.document_id for p in passages]
     best_score = scored[0][0]
     chosen: list[Sentence] = []
     words = 0
@@ -584,11 +590,9 @@ def _holds(chosen: list[Sentence], sentence: Sentence) -> bool:
 def _with_neighbours(sentence: Sentence, siblings: list[Sentence], wants_list: bool) -> list[Sentence]:
     """The sentence and what it leans on: a list item its lead-in, a lead-in (or, for a list
     question, any item) its list, "This …" the sentence before."""
-    index = next((i for i, s in enumerate(siblings) if s.start == sentence.start), None)
-    if index is None:
-        return [sentence]
-    group = [siblings[index]]
-    if siblings[index].is_list_item:
+    index = sentence.index  # siblings are the passage's sentences the pool was made from
+    group = [sentence]
+    if sentence.is_list_item:
         lead = _lead_in(siblings, index)
         if lead is not None:
             group.insert(0, siblings[lead])
@@ -596,7 +600,7 @@ def _with_neighbours(sentence: Sentence, siblings: list[Sentence], wants_list: b
                 group = [siblings[lead], *_list_after(siblings, lead)]
     elif _introduces_list(siblings, index):
         group.extend(_list_after(siblings, index))
-    elif index > 0 and ANAPHORA.match(siblings[index].text):
+    elif index > 0 and ANAPHORA.match(sentence.text):
         group.insert(0, siblings[index - 1])
     return group
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 
-from accounts.roles import Role
+from accounts.roles import ROLE_NAMES
 from privacy.language import detect_language
 from rag.glossary import english_terms
 from rag.index import query_embedder
@@ -250,8 +250,7 @@ def document_list() -> QuerySet[Document]:
 
 def access_group_names() -> list[str]:
     """Groups a document can be restricted to: every group that is not a role."""
-    roles = [role.value for role in Role]
-    return list(Group.objects.exclude(name__in=roles).order_by("name").values_list("name", flat=True))
+    return list(Group.objects.exclude(name__in=ROLE_NAMES).order_by("name").values_list("name", flat=True))
 
 
 def document_visible_to(*, user: AbstractBaseUser | AnonymousUser, document_id: int) -> Document | None:

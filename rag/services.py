@@ -18,7 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.roles import Role
+from accounts.roles import ROLE_NAMES
 from audit.models import AuditEvent
 from audit.services import audit_event_append, pseudonym
 from rag.chunking import ChunkDraft, chunk_document
@@ -169,9 +169,8 @@ def document_retire(*, document: Document) -> None:
 
 def access_groups_parse(*, names: Iterable[str]) -> list[Group]:
     """Document-access groups by name, created when new; role groups are not access groups."""
-    roles = {role.value for role in Role}
     wanted = sorted({" ".join(n.split())[:150] for n in names if n.strip()})
-    refused = [n for n in wanted if n in roles]
+    refused = [n for n in wanted if n in ROLE_NAMES]
     if refused:
         raise ValueError(f"{refused[0]} is a role, not a document group.")
     return [Group.objects.get_or_create(name=name)[0] for name in wanted]
@@ -283,7 +282,7 @@ def _ingest(document: Document) -> Document:
         # Embedding takes seconds to minutes: give the connection back meanwhile.
         release_db_connection()
         vectors = _embed(document, drafts, parsed.title, embedder)
-        sentences = _embed_sentences(drafts, embedder)
+        sentences = sentence_vector_bytes(texts=[d.text for d in drafts], embedder=embedder)
         next_vectors = _embed(document, drafts, parsed.title, target) if target else None
         embedded = _Embedded(
             models=IndexModels(embedder.name, target.name if target else ""),
@@ -338,11 +337,6 @@ def _embed(document: Document, drafts: list[ChunkDraft], title: str, embedder: E
             )
         )
     return vectors
-
-
-def _embed_sentences(drafts: list[ChunkDraft], embedder: Embedder) -> list[bytes]:
-    """Each chunk's sentence vectors as float16 bytes, for evidence selection."""
-    return sentence_vector_bytes(texts=[d.text for d in drafts], embedder=embedder)
 
 
 @dataclass(frozen=True)
