@@ -31,3 +31,32 @@ class RolePermission(models.Model):
 
     def __str__(self) -> str:
         return "PolicyDesk role permissions"
+
+
+class DirectoryAccount(models.Model):
+    """Links a user to the identity provider or directory that signs them in. The subject is the
+    provider's stable id (OIDC `sub`, or Entra ID's `oid`; the LDAP login name), so a renamed
+    e-mail or display name keeps the same account, and its audit pseudonym."""
+
+    class Source(models.TextChoices):
+        OIDC = "oidc", "OpenID Connect"
+        LDAP = "ldap", "LDAP"
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="directory_account")
+    source = models.CharField(max_length=8, choices=Source.choices)
+    issuer = models.CharField(max_length=255, blank=True, help_text="OIDC issuer; empty for LDAP")
+    subject = models.CharField(max_length=255)
+    synced_at = models.DateTimeField(help_text="last sign-in that re-read the groups")
+    deprovisioned_at = models.DateTimeField(
+        null=True, blank=True, help_text="set when the directory sync deactivated the account"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "issuer", "subject"], name="directory_account_subject_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} account of user {self.user_id}"

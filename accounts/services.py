@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterable
+
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
+from django.utils import timezone
 
+from accounts.models import DirectoryAccount
 from accounts.roles import ROLE_NAMES, ROLE_PERMISSIONS, Role
+from audit.models import AuditEvent
+from audit.services import audit_event_append, pseudonym
 
 
 @transaction.atomic
@@ -39,3 +47,131 @@ def role_groups_ensure(*, using: str = "default") -> None:
         group.permissions.set(
             Permission.objects.using(using).filter(content_type__app_label="accounts", codename__in=codenames)
         )
+
+
+# --- directory sign-in (OIDC and LDAP) -------------------------------------------------------
+
+
+class SignInRefused(Exception):
+    """Why a user the directory vouched for still may not sign in. The message names no user."""
+
+
+def directory_user_sign_in(
+    *, source: str, issuer: str = "", subject: str, username: str, directory_groups: Iterable[str]
+) -> User:
+    """The user that this directory subject signs in as, created on first sign-in (just in
+    time) with a username not already taken, then synced. Matched by `subject` only: a local
+    account or another provider's user with the same name or e-mail is never taken over."""
+    directory_groups = list(directory_groups)
+    found = (
+        DirectoryAccount.objects.filter(source=source, issuer=issuer, subject=subject)
+        .select_related("user")
+        .first()
+    )
+    if found is not None:
+        return directory_user_sync(user=found.user, source=source, issuer=issuer, subject=subject,
+                                   directory_groups=directory_groups)  # fmt: skip
+    if not settings.GROUP_MAP.roles_for(directory_groups):
+        raise SignInRefused("no mapped role group and no default_role")
+    with transaction.atomic():
+        user = User(username=_free_username(username))
+        user.set_unusable_password()
+        user.save()
+        return directory_user_sync(user=user, source=source, issuer=issuer, subject=subject,
+                                   directory_groups=directory_groups, created=True)  # fmt: skip
+
+
+def _free_username(wanted: str) -> str:
+    wanted = wanted.strip()[:140] or "user"
+    if not User.objects.filter(username__iexact=wanted).exists():
+        return wanted
+    while True:
+        candidate = f"{wanted}-{secrets.token_hex(3)}"
+        if not User.objects.filter(username__iexact=candidate).exists():
+            return candidate
+
+
+def directory_user_sync(
+    *,
+    user: User,
+    source: str,
+    issuer: str = "",
+    subject: str,
+    directory_groups: Iterable[str],
+    created: bool = False,
+) -> User:
+    """Re-read at every sign-in: the user's roles and document groups become exactly what the
+    group map gives for `directory_groups`, so a group removed in the directory takes its role
+    and its documents away now (open sockets at their next permission re-check). Raises
+    SignInRefused for an account deactivated here, or, once its groups are stripped, for one
+    the map gives no role."""
+    with transaction.atomic():
+        roles = _groups_sync(user=user, source=source, issuer=issuer, subject=subject,
+                             directory_groups=list(directory_groups), created=created)  # fmt: skip
+    if not roles:
+        raise SignInRefused("no mapped role group and no default_role")
+    return user
+
+
+def _groups_sync(
+    *, user: User, source: str, issuer: str, subject: str, directory_groups: list[str], created: bool
+) -> set[str]:
+    group_map = settings.GROUP_MAP
+    roles = group_map.roles_for(directory_groups)
+    account, linked = DirectoryAccount.objects.select_for_update().get_or_create(
+        user=user,
+        defaults={"source": source, "issuer": issuer, "subject": subject, "synced_at": timezone.now()},
+    )
+    if (account.source, account.issuer, account.subject) != (source, issuer, subject):
+        raise SignInRefused("the account is linked to another directory identity")
+    created = created or linked  # LDAP: django-auth-ldap saved the new user just before
+    reactivated = _reactivated(user=user, account=account) if roles else False
+    before = sorted(user.groups.values_list("name", flat=True))
+    wanted = sorted(roles | group_map.document_groups_for(directory_groups)) if roles else []
+    if before != wanted:
+        user.groups.set([Group.objects.get_or_create(name=name)[0] for name in wanted])
+    account.synced_at = timezone.now()
+    account.save(update_fields=["synced_at", "deprovisioned_at"])
+    if created or reactivated or before != wanted:
+        audit_event_append(
+            kind=AuditEvent.Kind.ACCOUNT_SYNC,
+            actor=pseudonym(user_id=user.pk),
+            detail={
+                "source": source,
+                "created": created,
+                "reactivated": reactivated,
+                "from": before,
+                "to": wanted,
+            },
+        )
+    return roles
+
+
+def _reactivated(*, user: User, account: DirectoryAccount) -> bool:
+    """An account the directory sync deactivated comes back when the directory signs it in
+    again; one an administrator deactivated here stays off."""
+    if user.is_active:
+        return False
+    if account.deprovisioned_at is None:
+        raise SignInRefused("the account is deactivated in PolicyDesk")
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    account.deprovisioned_at = None
+    return True
+
+
+@transaction.atomic
+def directory_user_deprovision(*, account: DirectoryAccount) -> None:
+    """The directory no longer has this user, or has disabled them: deactivate the account (its
+    sessions end, open sockets close at their next re-check). Nothing is deleted, so the audit
+    trail keeps the same pseudonym."""
+    user = account.user
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    account.deprovisioned_at = timezone.now()
+    account.save(update_fields=["deprovisioned_at"])
+    audit_event_append(
+        kind=AuditEvent.Kind.ACCOUNT_DISABLED,
+        actor=pseudonym(user_id=user.pk),
+        detail={"source": account.source, "reason": "not found or disabled in the directory"},
+    )

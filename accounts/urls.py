@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from accounts import oidc, views
+
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", views.SignInView.as_view(), name="login"),
+    path("logout/", views.SignOutView.as_view(), name="logout"),
+    # Served 404 while POLICYDESK_AUTH_OIDC is off.
+    path("oidc/authenticate/", oidc.DirectoryOIDCAuthenticateView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.DirectoryOIDCCallbackView.as_view(), name="oidc_authentication_callback"),
 ]

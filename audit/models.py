@@ -17,6 +17,8 @@ class AuditEvent(models.Model):
         AUDITOR_EXPORT = "auditor_export"
         LOGIN_LOCKOUT = "login_lockout"
         DOCUMENT_ACCESS = "document_access"
+        ACCOUNT_SYNC = "account_sync"
+        ACCOUNT_DISABLED = "account_disabled"
 
     seq = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(db_index=True)

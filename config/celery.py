@@ -13,6 +13,13 @@ app = Celery("policydesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+def _deprovision_minutes() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "LDAP_DEPROVISION_MINUTES", 15))
+
+
 app.conf.beat_schedule = {
     "clear-expired-sessions": {
         "task": "accounts.tasks.clear_expired_sessions",
@@ -27,6 +34,12 @@ app.conf.beat_schedule = {
     "record-interrupted-answers": {
         "task": "chat.tasks.record_interrupted_answers",
         "schedule": crontab(minute="*"),
+        "options": {"queue": "housekeeping"},
+    },
+    "deprovision-directory-accounts": {
+        "task": "accounts.tasks.deprovision_directory_accounts",
+        # POLICYDESK_LDAP_DEPROVISION_MINUTES (15); the task does nothing while LDAP is off.
+        "schedule": 60.0 * _deprovision_minutes(),
         "options": {"queue": "housekeeping"},
     },
     "purge-expired-audit-events": {

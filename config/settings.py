@@ -22,6 +22,7 @@ from config.env import (
     parse_database_url,
     validate_redis_url,
 )
+from config.identity import sign_in_settings
 from llm.config import BackendDefaults, parse_backends
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -94,11 +95,37 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# --- Sign-in: local accounts, OIDC, LDAP (config/identity.py) -------------------------------
+# Sets AUTHENTICATION_BACKENDS, AUTH_LOCAL/AUTH_OIDC/AUTH_LDAP, GROUP_MAP, and the OIDC_* and
+# AUTH_LDAP_* settings of mozilla-django-oidc and django-auth-ldap for the methods that are on.
+_sign_in = sign_in_settings(debug=DEBUG)
+AUTHENTICATION_BACKENDS: list[str] = _sign_in.pop("AUTHENTICATION_BACKENDS")
+AUTH_LOCAL: bool = _sign_in.pop("AUTH_LOCAL")
+AUTH_OIDC: bool = _sign_in.pop("AUTH_OIDC")
+AUTH_LDAP: bool = _sign_in.pop("AUTH_LDAP")
+GROUP_MAP = _sign_in.pop("GROUP_MAP")
+# Read by PolicyDesk's code; empty while their method is off.
+OIDC_ISSUER: str = _sign_in.pop("OIDC_ISSUER", "")
+OIDC_PROVIDER_NAME: str = _sign_in.pop("OIDC_PROVIDER_NAME", "")
+OIDC_RP_CLIENT_ID: str = _sign_in.pop("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_SIGN_ALGO: str = _sign_in.pop("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_SUBJECT_CLAIM: str = _sign_in.pop("OIDC_SUBJECT_CLAIM", "sub")
+OIDC_USERNAME_CLAIM: str = _sign_in.pop("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_GROUPS_CLAIM: str = _sign_in.pop("OIDC_GROUPS_CLAIM", "groups")
+OIDC_CLOCK_SKEW_SECONDS: int = _sign_in.pop("OIDC_CLOCK_SKEW_SECONDS", 60)
+OIDC_TIMEOUT: float = _sign_in.pop("OIDC_TIMEOUT", 5.0)
+AUTH_LDAP_SERVER_URI: str = _sign_in.pop("AUTH_LDAP_SERVER_URI", "")
+AUTH_LDAP_BIND_DN: str = _sign_in.pop("AUTH_LDAP_BIND_DN", "")
+AUTH_LDAP_BIND_PASSWORD: str = _sign_in.pop("AUTH_LDAP_BIND_PASSWORD", "")
+AUTH_LDAP_START_TLS: bool = _sign_in.pop("AUTH_LDAP_START_TLS", False)
+AUTH_LDAP_CONNECTION_OPTIONS: dict[int, object] = _sign_in.pop("AUTH_LDAP_CONNECTION_OPTIONS", {})
+LDAP_USER_SEARCH_BASE: str = _sign_in.pop("LDAP_USER_SEARCH_BASE", "")
+LDAP_USER_SEARCH_FILTER: str = _sign_in.pop("LDAP_USER_SEARCH_FILTER", "")
+LDAP_DEPROVISION_MINUTES: int = _sign_in.pop("LDAP_DEPROVISION_MINUTES", 15)
+# The rest are only the libraries' own options (OIDC_RP_SCOPES, OIDC_USE_PKCE, AUTH_LDAP_USER_SEARCH...).
+globals().update(_sign_in)
+
 # --- Login throttling (django-axes) --------------------------------------------------------
-AUTHENTICATION_BACKENDS = [
-    "accounts.throttle.WebLoginThrottle",  # refuses a locked-out account or address first
-    "django.contrib.auth.backends.ModelBackend",
-]
 AXES_ENABLED = env_bool("LOGIN_THROTTLING", True)
 # Failures are counted in the shared Redis cache, for the cool-off only: no table of usernames and
 # client addresses to keep.
@@ -321,6 +348,10 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "presidio-analyzer": {"level": "WARNING"},
         "MARKDOWN": {"level": "WARNING"},
+        # Both name the account in their INFO and DEBUG lines; accounts.oidc and accounts.ldap
+        # log what went wrong without it.
+        "django_auth_ldap": {"level": "ERROR"},
+        "mozilla_django_oidc": {"level": "WARNING"},
     },
 }
 

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from accounts.roles import Role
 from accounts.services import user_create
 from rag.index import index_models_forget
+from tests.directory_servers import OIDCProvider, Slapd
 from tests.llm_servers import LocalLLMProcess
 
 SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -38,6 +39,24 @@ def local_llm() -> Iterator[LocalLLMProcess]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def slapd() -> Iterator[Slapd]:
+    """A fresh OpenLDAP per test (it starts in about 0.1 s), so directory changes do not leak."""
+    server = Slapd((Path(__file__).parent / "fixtures" / "directory.ldif").read_text())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OIDCProvider]:
+    """The throwaway OIDC provider, one per test session; tests use usernames of their own."""
+    provider = OIDCProvider()
+    provider.start()
+    yield provider
+    provider.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
