@@ -5,6 +5,9 @@ ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 RUN useradd --system --create-home --uid 10001 policydesk
+# python-ldap (LDAP sign-in) compiles against OpenLDAP's and SASL's headers.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libldap2-dev libsasl2-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 
 # torch from the CPU index: the default wheel pulls gigabytes of CUDA the app never uses.

@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	bash deploy/system-packages.sh build
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU wheel of torch lies on disk; any other spec pulls gigabytes of CUDA.
@@ -38,6 +39,7 @@ typecheck: $(STAMP)
 	POLICYDESK_SECRET_KEY=typecheck-only POLICYDESK_AUDIT_HMAC_KEY=typecheck-only POLICYDESK_ENV_FILE=/dev/null $(VENV)/bin/mypy .
 
 test: $(STAMP) lint typecheck
+	bash deploy/system-packages.sh test
 	$(PY) -m config.embedded test $(PYTEST_ARGS)
 
 clean: down

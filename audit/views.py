@@ -64,6 +64,8 @@ def _filters(request: HttpRequest) -> EventFilters:
         outcome=_text(get.get("outcome"), 20),
         pii=get.get("pii", "") if get.get("pii") in ("yes", "no") else "",
         feedback=get.get("feedback", "") if get.get("feedback") in ("up", "down", "none") else "",
+        # Questions by default; sign-in syncs, deprovisioning, document access... on request.
+        kind=get.get("kind", "") if get.get("kind") in AuditEvent.Kind.values else AuditEvent.Kind.QUESTION,
     )
 
 
@@ -86,6 +88,7 @@ def event_list_view(request: HttpRequest) -> HttpResponse:
             "page": page,
             "filters": filters,
             "choices": event_choices(),
+            "kinds": AuditEvent.Kind.choices,
             "chain": audit_chain_verify(),
             "query": query.urlencode(),
         },

@@ -14,12 +14,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def _deprovision_minutes() -> int:
-    from django.conf import settings
-
-    return int(getattr(settings, "LDAP_DEPROVISION_MINUTES", 15))
-
-
 app.conf.beat_schedule = {
     "clear-expired-sessions": {
         "task": "accounts.tasks.clear_expired_sessions",
@@ -38,8 +32,9 @@ app.conf.beat_schedule = {
     },
     "deprovision-directory-accounts": {
         "task": "accounts.tasks.deprovision_directory_accounts",
-        # POLICYDESK_LDAP_DEPROVISION_MINUTES (15); the task does nothing while LDAP is off.
-        "schedule": 60.0 * _deprovision_minutes(),
+        # Offered every minute; the task itself runs once per POLICYDESK_LDAP_DEPROVISION_MINUTES
+        # (settings are not read while this module is imported) and not at all while LDAP is off.
+        "schedule": 60.0,
         "options": {"queue": "housekeeping"},
     },
     "purge-expired-audit-events": {

@@ -1,23 +1,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-# No 'unsafe-inline' anywhere: every script and style lives in static/.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+
+@cache
+def content_security_policy(oidc_issuer: str) -> str:
+    """No 'unsafe-inline' anywhere: every script and style lives in static/. Forms post to this
+    site only, except that logging out redirects to the OIDC provider to end its session too
+    (browsers apply form-action to a form's redirects)."""
+    form_action = "'self'"
+    if oidc_issuer:
+        parts = urlsplit(oidc_issuer)
+        form_action += f" {parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            f"form-action {form_action}",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 class ContentSecurityPolicyMiddleware:
@@ -26,7 +38,8 @@ class ContentSecurityPolicyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        issuer = settings.OIDC_ISSUER if settings.AUTH_OIDC else ""
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(issuer))
         return response
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import ldap
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 
 from accounts.ldap import DirectoryUnavailable
@@ -136,15 +137,20 @@ def test_a_local_account_with_the_same_name_is_never_taken_over(
     assert sign_in("alice", "not-used-pw-123")[1] == 302, "the local account still signs in"
 
 
-def test_deprovisioning_deactivates_users_deleted_or_disabled_in_the_directory(ldap_on: Slapd) -> None:
+def test_deprovisioning_deactivates_users_deleted_or_disabled_in_the_directory(
+    ldap_on: Slapd, make_user: Callable[..., User]
+) -> None:
     sessions = {name: sign_in(name)[0] for name in ("alice", "bob", "carol")}
     before = {name: pseudonym(user_id=User.objects.get(username=name).pk) for name in sessions}
+    cache.clear()
+    assert deprovision_directory_accounts() == 0, "beat's first offer runs: nobody is gone yet"
     admin = ldap_on.admin()
     admin.modify_s(f"uid=alice,ou=people,{BASE_DN}", [(ldap.MOD_ADD, "employeeType", [b"disabled"])])
     admin.delete_s(f"uid=bob,ou=people,{BASE_DN}")
 
-    assert deprovision_directory_accounts() == 2
-    assert deprovision_directory_accounts() == 0, "idempotent"
+    assert deprovision_directory_accounts() == 0, "offered again within the period: it waits"
+    assert deprovision_directory_accounts(force=True) == 2
+    assert deprovision_directory_accounts(force=True) == 0, "idempotent"
     active = dict(User.objects.values_list("username", "is_active"))
     assert active == {"alice": False, "bob": False, "carol": True}
     assert sessions["alice"].get("/chat/").status_code == 302, "a deactivated user's session ends"
@@ -152,6 +158,10 @@ def test_deprovisioning_deactivates_users_deleted_or_disabled_in_the_directory(l
     events = AuditEvent.objects.filter(kind=AuditEvent.Kind.ACCOUNT_DISABLED)
     assert {e.actor for e in events} == {before["alice"], before["bob"]}, "the same pseudonyms"
     assert audit_chain_verify().valid
+    auditor = Client()
+    auditor.force_login(make_user("aud", Role.AUDITOR))
+    listing = auditor.get("/audit/?kind=account_disabled")
+    assert listing.status_code == 200 and before["alice"][:8].encode() in listing.content
 
     admin.modify_s(f"uid=alice,ou=people,{BASE_DN}", [(ldap.MOD_DELETE, "employeeType", [b"disabled"])])
     assert sign_in("alice")[1] == 302, "re-enabled in the directory: the account comes back"
@@ -168,7 +178,7 @@ def test_deprovisioning_changes_nothing_while_the_directory_is_down(ldap_on: Sla
     sign_in("alice")
     ldap_on.stop()
     with pytest.raises(DirectoryUnavailable):
-        deprovision_directory_accounts()
+        deprovision_directory_accounts(force=True)
     assert User.objects.get(username="alice").is_active
     assert sign_in("alice")[1] == 200, "no directory: no sign-in, and no server error"
 
@@ -179,7 +189,7 @@ def test_no_password_reaches_the_logs(ldap_on: Slapd, caplog: pytest.LogCaptureF
     sign_in("alice")
     sign_in("bob", "a-wrong-password-55")
     sign_in("dave")
-    deprovision_directory_accounts()
+    deprovision_directory_accounts(force=True)
     assert caplog.records, "the test must see log lines to mean anything"
     for secret in (ldap_on.service_password, PASSWORDS["alice"], "a-wrong-password-55", PASSWORDS["dave"]):
         assert secret not in caplog.text

@@ -118,6 +118,8 @@ def signed_in(client: Client) -> bool:
 def test_the_login_page_offers_the_company_sign_in(oidc_on: OIDCProvider) -> None:
     page = Client().get("/accounts/login/")
     assert b"Sign in with Example Corp" in page.content and b'id="id_username"' in page.content
+    # Logging out posts a form that redirects to the provider: the policy must allow it.
+    assert f"form-action 'self' {oidc_on.url};" in page["Content-Security-Policy"]
 
 
 def test_a_user_signs_in_through_the_provider_with_the_mapped_roles(oidc_on: OIDCProvider) -> None:

@@ -21,12 +21,15 @@ import pytest
 
 from config.embedded import free_port
 from config.env import parse_database_url
+from tests.directory_servers import OIDCProvider
 from tests.llm_servers import LocalLLMProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "e2e-" + secrets.token_urlsafe(12)
+# Signs in through the OIDC provider's own page (scenario 10); an employee by group.
+IDP_USER, IDP_PASSWORD = "nora", "idp-" + secrets.token_urlsafe(12)
 # Plain text keeps markup verbatim (Markdown and HTML parsing drop tags at ingestion), so this
 # passage really carries a <script> and an <img onerror> into pages and answers.
 XSS_DOCUMENT = """Security notice: suspicious attachments
@@ -85,7 +88,9 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
 # Module scope: Playwright's sync API keeps an event loop running in the main thread while it
 # is open, so it must be closed before any asyncio test runs (the e2e tests are ordered last).
 @pytest.fixture(scope="module")
-def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+def live_app(
+    local_llm: LocalLLMProcess, oidc_provider: OIDCProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveApp]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
@@ -104,6 +109,14 @@ def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactor
     ]  # fmt: skip
     import json
 
+    client_secret = secrets.token_urlsafe(24)
+    oidc_provider.client_put(
+        "policydesk-e2e",
+        secret=client_secret,
+        redirect_uris=[f"http://127.0.0.1:{port}/accounts/oidc/callback/"],
+        logout_uris=[f"http://127.0.0.1:{port}/accounts/login/"],
+    )
+    oidc_provider.user_put(IDP_USER, password=IDP_PASSWORD, groups=["All Staff"])
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -116,6 +129,14 @@ def live_app(local_llm: LocalLLMProcess, tmp_path_factory: pytest.TempPathFactor
             "POLICYDESK_REDACTION_PROCESSES": "1",  # answers redacted in a worker, as deployed
             "POLICYDESK_MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics")),
+            # Local accounts for the role scenarios, and the company provider beside them.
+            "POLICYDESK_AUTH_OIDC": "true",
+            "POLICYDESK_OIDC_ISSUER": oidc_provider.issuer,
+            "POLICYDESK_OIDC_ALLOW_HTTP": "true",
+            "POLICYDESK_OIDC_CLIENT_ID": "policydesk-e2e",
+            "POLICYDESK_OIDC_CLIENT_SECRET": client_secret,
+            "POLICYDESK_OIDC_PROVIDER_NAME": "Example Corp",
+            "POLICYDESK_GROUP_MAP": json.dumps({"roles": {"All Staff": "employee"}, "default_role": None}),
         }
     )
     app = LiveApp(url=f"http://127.0.0.1:{port}", env=env, primary=primary, secondary=local_llm)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED_DIR
-from tests.e2e.conftest import ARTIFACTS, PASSWORD, LiveApp
+from tests.e2e.conftest import ARTIFACTS, IDP_PASSWORD, IDP_USER, PASSWORD, LiveApp
 
 pytestmark = [pytest.mark.timeout(240)]
 Page = Any  # playwright.sync_api.Page; imported lazily so collection never needs a browser
@@ -273,3 +273,25 @@ def test_9_the_answer_quotes_its_evidence_and_the_document_highlights_that_sente
         "only the quoted sentences"
     )
     shot(page, "9-highlighted-sentence")
+
+
+# 10 ------------------------------------------------------------------------------------------
+def test_10_an_employee_signs_in_through_the_company_provider_and_asks(page: Page, live_app: LiveApp) -> None:
+    page.goto("/accounts/login/")
+    page.click("text=Sign in with Example Corp")
+    page.wait_for_selector("#idp-username")  # the provider's own sign-in page, on its own port
+    assert not page.url.startswith(live_app.url)
+    shot(page, "10-provider-page")
+    page.fill("#idp-username", IDP_USER)
+    page.fill("#idp-password", IDP_PASSWORD)
+    page.click("text=Sign in to Example Corp")
+    page.wait_for_url(f"{live_app.url}/chat/**")
+    ask_and_watch(page, "How many unused days of annual leave can I carry into the next year?")
+    answer = page.locator(".msg.assistant").last
+    assert "carry up to 5 unused days" in answer.inner_text()
+    assert answer.locator(".citations a.chip").count() >= 1
+    shot(page, "10-signed-in-with-oidc")
+    page.click("text=Log out")  # PolicyDesk, then the provider
+    page.wait_for_url(f"{live_app.url}/accounts/login/**")
+    page.goto("/chat/")
+    assert "/accounts/login/" in page.url
