@@ -19,12 +19,17 @@ import httpx
 import jwt
 import requests
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth.models import User
 from django.core.exceptions import SuspiciousOperation
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
+from django.utils.deprecation import MiddlewareMixin
+from django.utils.functional import cached_property
+from django.views import View
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from mozilla_django_oidc.middleware import SessionRefresh
 from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
@@ -68,12 +73,30 @@ def _oidc_on() -> None:
         raise Http404("OIDC sign-in is off")
 
 
+# What a provider that is down or misconfigured raises while its discovery document is read.
+_DISCOVERY_FAILURES = (httpx.HTTPError, ValueError, KeyError, SuspiciousOperation)
+
+
 class DirectoryOIDCAuthenticateView(OIDCAuthenticationRequestView):
+    """Sends the browser to the provider, with state, nonce and a PKCE challenge."""
+
     get_settings = staticmethod(_setting)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        # The library reads the endpoint here; get() does, where a failure can be answered.
+        View.__init__(self, **kwargs)
+
+    def get(self, request: HttpRequest) -> HttpResponse:
         _oidc_on()
-        super().__init__(*args, **kwargs)
+        try:
+            self.OIDC_OP_AUTH_ENDPOINT = self.get_settings("OIDC_OP_AUTHORIZATION_ENDPOINT")
+        except _DISCOVERY_FAILURES as exc:
+            logger.warning(
+                "OIDC sign-in unavailable: the provider's discovery document (%s)", type(exc).__name__
+            )
+            return HttpResponseRedirect(reverse("login") + "?sso=unavailable")
+        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+        return super().get(request)
 
 
 class DirectoryOIDCCallbackView(OIDCAuthenticationCallbackView):
@@ -83,15 +106,65 @@ class DirectoryOIDCCallbackView(OIDCAuthenticationCallbackView):
         _oidc_on()
         return super().dispatch(request, *args, **kwargs)
 
+    def login_failure(self) -> HttpResponse:
+        # A silent refresh that the provider or the group map refuses ends the old session too.
+        if self.request.user.is_authenticated:
+            auth.logout(self.request)
+        return super().login_failure()
+
+
+class DirectorySessionRefresh(SessionRefresh):
+    """Every POLICYDESK_OIDC_SESSION_REFRESH_MINUTES, an OIDC user's next page load goes to the
+    provider with prompt=none and straight back: the callback re-reads their groups, and a user
+    disabled or removed at the provider is signed out. Local and LDAP sessions are left alone."""
+
+    get_settings = staticmethod(_setting)
+
+    def __init__(self, get_response: Any) -> None:
+        # The library reads the provider's endpoints here, at start; this waits for a request.
+        MiddlewareMixin.__init__(self, get_response)
+        self.OIDC_EXEMPT_URLS: list[str] = []
+
+    @cached_property
+    def exempt_urls(self) -> set[str]:
+        return {
+            reverse(name) for name in ("oidc_authentication_init", "oidc_authentication_callback", "logout")
+        }
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        if not settings.AUTH_OIDC or not self.is_refreshable_url(request):
+            return None
+        try:
+            self.OIDC_OP_AUTHORIZATION_ENDPOINT = self.get_settings("OIDC_OP_AUTHORIZATION_ENDPOINT")
+        except _DISCOVERY_FAILURES:
+            return None  # the provider is down: keep the session rather than lock everyone out
+        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+        self.OIDC_STATE_SIZE = 32
+        self.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+        self.OIDC_RP_SCOPES = self.get_settings("OIDC_RP_SCOPES")
+        self.OIDC_USE_NONCE = True
+        self.OIDC_NONCE_SIZE = 32
+        response: HttpResponse | None = super().process_request(request)
+        return response
+
 
 class DirectoryOIDCBackend(OIDCAuthenticationBackend):
     get_settings = staticmethod(_setting)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Django builds every backend for every sign-in, local and LDAP ones included, so the
+        # library's reading of the provider's endpoints waits for an OIDC callback: a provider
+        # that is down must not break the other ways in.
+        self.UserModel = User
 
     def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> User | None:
         """None, so the callback sends the browser back to the sign-in page with a message, for
         a refused token exchange (a wrong PKCE verifier, a used code) or an ID token that fails
         a check. The reason is logged; tokens and the client secret never are."""
+        if request is None or "password" in kwargs or not {"code", "state"} <= set(request.GET):
+            return None  # not an OIDC callback
         try:
+            super().__init__()  # the endpoints, from the discovery document
             return super().authenticate(request, **kwargs)
         except (requests.RequestException, httpx.HTTPError) as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -99,6 +172,8 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
                            type(exc).__name__, status)  # fmt: skip
         except SuspiciousOperation as exc:
             logger.warning("OIDC sign-in failed: %s", exc)
+        except (ValueError, KeyError) as exc:
+            logger.warning("OIDC sign-in failed: the provider's discovery document (%s)", type(exc).__name__)
         return None
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class SignInView(auth_views.LoginView):
             oidc_sign_in=settings.AUTH_OIDC,
             oidc_provider_name=getattr(settings, "OIDC_PROVIDER_NAME", ""),
             sso_failed=self.request.GET.get("sso") == "failed",
+            sso_unavailable=self.request.GET.get("sso") == "unavailable",
         )
         return context
 

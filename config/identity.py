@@ -97,7 +97,12 @@ def _oidc_settings(*, debug: bool) -> dict[str, Any]:
         "OIDC_TIMEOUT": env_float("OIDC_TIMEOUT", 5.0, minimum=0.1, maximum=60.0),
         "OIDC_USE_PKCE": True,
         "OIDC_USE_NONCE": True,
-        "OIDC_STORE_ID_TOKEN": True,  # the hint for ending the provider's session at logout
+        "OIDC_STORE_ID_TOKEN": True,
+        # How long a sign-in holds before the next page load re-checks it at the provider.
+        "OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS": 60
+        * env_int(
+            "OIDC_SESSION_REFRESH_MINUTES", 15, minimum=1, maximum=24 * 60
+        ),  # the hint for ending the provider's session at logout
         "OIDC_CALLBACK_CLASS": "accounts.oidc.DirectoryOIDCCallbackView",
         "OIDC_AUTHENTICATE_CLASS": "accounts.oidc.DirectoryOIDCAuthenticateView",
         "LOGIN_REDIRECT_URL_FAILURE": "/accounts/login/?sso=failed",

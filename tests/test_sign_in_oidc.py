@@ -26,6 +26,7 @@ from django.test import Client
 from accounts.models import DirectoryAccount
 from accounts.oidc import id_token_claims
 from audit.models import AuditEvent
+from config.embedded import free_port
 from config.identity import sign_in_settings
 from tests.directory_servers import OIDCProvider
 
@@ -255,3 +256,40 @@ def test_no_secret_or_token_reaches_the_logs(oidc_on: OIDCProvider, caplog: pyte
     assert caplog.records
     for secret in (SECRET, id_token, id_token.split(".")[2], who.password):
         assert secret not in caplog.text
+
+
+def test_a_provider_that_is_down_leaves_the_other_ways_in_working(
+    oidc_on: OIDCProvider, settings: Any, make_user: Any
+) -> None:
+    settings.OIDC_ISSUER = f"http://127.0.0.1:{free_port()}/o"  # nothing listens there
+    make_user("local-admin")
+    client = Client()
+    started = client.get("/accounts/oidc/authenticate/")
+    assert started["Location"] == "/accounts/login/?sso=unavailable"
+    assert b"Example Corp is not answering right now" in client.get(started["Location"]).content
+    signed = client.post("/accounts/login/", {"username": "local-admin", "password": "not-used-pw-123"})
+    assert signed.status_code == 302 and signed_in(client), "local sign-in does not wait for the provider"
+
+
+def test_a_session_is_rechecked_at_the_provider_and_follows_its_groups(oidc_on: OIDCProvider) -> None:
+    who = person(oidc_on, ["Staff", "PolicyDesk Admins"])
+    client = Client()
+    with httpx.Client(timeout=10) as idp:  # the browser: it keeps the provider's session cookie
+        finish(client, start(client, idp, who))
+        assert client.get("/documents/").status_code == 200
+        oidc_on.user_put(who.username, password=who.password, groups=["Staff"])
+
+        def refresh_due() -> Any:
+            session = client.session
+            session["oidc_id_token_expiration"] = 0  # as when the refresh period has passed
+            session.save()
+            response = client.get("/documents/")
+            assert response.status_code == 302 and "prompt=none" in response["Location"]
+            return finish(client, provider_login(idp, response["Location"], who))
+
+        back = refresh_due()
+        assert back["Location"] == "/documents/", "straight back, no page shown to the user"
+        assert client.get("/documents/").status_code == 403, "the admin group went at the refresh"
+        oidc_on.user_put(who.username, password=who.password, groups=["Staff"], active=False)
+        assert refresh_due()["Location"] == "/accounts/login/?sso=failed"
+        assert not signed_in(client), "disabled at the provider: signed out at the next refresh"

@@ -23,8 +23,8 @@ def user_put(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=403)
     body = json.loads(request.body)
     user, _ = User.objects.get_or_create(username=body["username"])
-    if "password" in body:
-        user.set_password(body["password"])
+    if "password" in body and not user.check_password(body["password"]):
+        user.set_password(body["password"])  # a new hash would end the user's sessions here
     user.is_active = body.get("active", True)
     user.save()
     user.groups.set([Group.objects.get_or_create(name=name)[0] for name in body.get("groups", [])])
