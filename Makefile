@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run up down status test lint typecheck clean
+.PHONY: run up down status test test-fast lint typecheck clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -41,6 +41,11 @@ typecheck: $(STAMP)
 test: $(STAMP) lint typecheck
 	bash deploy/system-packages.sh test
 	$(PY) -m config.embedded test $(PYTEST_ARGS)
+
+# Without the browser and the real model (about a third of the time): for the edit-test loop.
+test-fast: $(STAMP)
+	bash deploy/system-packages.sh test
+	$(PY) -m config.embedded test -m "not e2e and not llm" $(PYTEST_ARGS)
 
 clean: down
 	rm -rf .data staticfiles test-artifacts

@@ -508,10 +508,8 @@ def cmd_test(pytest_args: list[str]) -> int:
     with temporary_services(with_llm=False) as urls:
         env = {**os.environ, **urls.as_env(), "POLICYDESK_SECRET_KEY": secrets.token_urlsafe(48)}
         env.setdefault("POLICYDESK_AUDIT_HMAC_KEY", secrets.token_urlsafe(48))
-        env["POLICYDESK_ENV_FILE"] = "/dev/null"  # tests never read a developer's .env
-        # In-process tests analyse inline; the pool has its own test, and the browser tests'
-        # Daphne runs it as production does.
-        env.setdefault("POLICYDESK_REDACTION_PROCESSES", "0")
+        # What only tests want (a fast password hasher, inline redaction, no .env) lives in
+        # config/settings_test.py, pytest's settings module.
         proc = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=BASE_DIR, env=env)
         try:
             return proc.wait()

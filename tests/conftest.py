@@ -63,3 +63,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Browser tests last: they are the slowest, and their Playwright session must not be open
     while asyncio tests run."""
     items.sort(key=lambda item: "/e2e/" in str(item.fspath))
+    # The markers of the fast lane (`make test-fast`: -m "not e2e and not llm").
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+        if "local_llm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.llm)
