@@ -71,9 +71,13 @@ class DirectoryLDAPBackend(LDAPBackend):
 
 
 @receiver(ldap_error)
-def _log_ldap_error(sender: Any, context: str, exception: Exception, **kwargs: Any) -> None:
+def _log_ldap_error(
+    sender: Any, context: str, exception: Exception, request: Any = None, **kwargs: Any
+) -> None:
     # django-auth-ldap's own line names the user; this one says only what failed.
     logger.warning("LDAP %s failed: %s", context, type(exception).__name__)
+    if request is not None and isinstance(exception, (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR)):
+        request.ldap_unavailable = True  # the sign-in page says so, not "wrong password"
 
 
 class DirectoryUnavailable(Exception):

@@ -26,6 +26,7 @@ class SignInView(auth_views.LoginView):
             oidc_provider_name=getattr(settings, "OIDC_PROVIDER_NAME", ""),
             sso_failed=self.request.GET.get("sso") == "failed",
             sso_unavailable=self.request.GET.get("sso") == "unavailable",
+            directory_unavailable=getattr(self.request, "ldap_unavailable", False),
         )
         return context
 
