@@ -50,7 +50,8 @@ _DISCOVERED = {
 @cache
 def _discovery(issuer: str) -> dict[str, Any]:
     """The provider's metadata, read once per process (a failed read is not cached)."""
-    response = httpx.get(issuer + "/.well-known/openid-configuration", timeout=settings.OIDC_TIMEOUT)
+    url = issuer + "/.well-known/openid-configuration"
+    response = httpx.get(url, timeout=settings.OIDC_TIMEOUT, verify=settings.OIDC_VERIFY_SSL)
     response.raise_for_status()
     document = dict(response.json())
     if document.get("issuer", "").rstrip("/") != issuer:

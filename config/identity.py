@@ -7,6 +7,7 @@ mozilla-django-oidc (OIDC_*) and django-auth-ldap (AUTH_LDAP_*), and PolicyDesk'
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,14 @@ def _url(name: str, *, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in schemes or not parts.netloc:
         raise ImproperlyConfigured(f"{PREFIX}{name}={value!r} must be a {' or '.join(schemes)} URL")
     return value
+
+
+def _ca_file(name: str) -> str | None:
+    """A company CA's PEM file for TLS to an internal server; None: the system's CAs."""
+    path = env_optional_str(name)
+    if path is not None and not Path(path).is_file():
+        raise ImproperlyConfigured(f"{PREFIX}{name}={path!r} is not a readable file")
+    return path
 
 
 def sign_in_settings(*, debug: bool) -> dict[str, Any]:
@@ -95,6 +104,8 @@ def _oidc_settings(*, debug: bool) -> dict[str, Any]:
         "OIDC_GROUPS_CLAIM": env_str("OIDC_GROUPS_CLAIM", "groups"),
         "OIDC_CLOCK_SKEW_SECONDS": env_int("OIDC_CLOCK_SKEW_SECONDS", 60, minimum=0, maximum=600),
         "OIDC_TIMEOUT": env_float("OIDC_TIMEOUT", 5.0, minimum=0.1, maximum=60.0),
+        # requests (the library) and httpx (discovery) take a CA bundle's path as `verify`.
+        "OIDC_VERIFY_SSL": _ca_file("OIDC_CA_FILE") or True,
         "OIDC_USE_PKCE": True,
         "OIDC_USE_NONCE": True,
         "OIDC_STORE_ID_TOKEN": True,
@@ -107,6 +118,19 @@ def _oidc_settings(*, debug: bool) -> dict[str, Any]:
         "OIDC_AUTHENTICATE_CLASS": "accounts.oidc.DirectoryOIDCAuthenticateView",
         "LOGIN_REDIRECT_URL_FAILURE": "/accounts/login/?sso=failed",
     }
+
+
+def _ldap_options(*, timeout: float, ca_file: str | None) -> dict[int, Any]:
+    """Options for each LDAP connection, in the order they are set: with a company CA, the TLS
+    context is rebuilt last (OPT_X_TLS_NEWCTX) so the CA file takes effect."""
+    import ldap
+
+    options: dict[int, Any] = {ldap.OPT_NETWORK_TIMEOUT: timeout, ldap.OPT_TIMEOUT: timeout}
+    if ca_file:
+        options[ldap.OPT_X_TLS_CACERTFILE] = ca_file
+        options[ldap.OPT_X_TLS_REQUIRE_CERT] = ldap.OPT_X_TLS_DEMAND
+        options[ldap.OPT_X_TLS_NEWCTX] = 0
+    return options
 
 
 def _ldap_settings() -> dict[str, Any]:
@@ -140,7 +164,7 @@ def _ldap_settings() -> dict[str, Any]:
             env_str("LDAP_GROUP_SEARCH_BASE", user_base), ldap.SCOPE_SUBTREE, group_filter
         ),
         "AUTH_LDAP_GROUP_TYPE": group_class(),
-        "AUTH_LDAP_CONNECTION_OPTIONS": {ldap.OPT_NETWORK_TIMEOUT: timeout, ldap.OPT_TIMEOUT: timeout},
+        "AUTH_LDAP_CONNECTION_OPTIONS": _ldap_options(timeout=timeout, ca_file=_ca_file("LDAP_CA_FILE")),
         # No name, e-mail or other attribute is copied: the account needs only its username.
         "AUTH_LDAP_USER_ATTR_MAP": {},
         "AUTH_LDAP_ALWAYS_UPDATE_USER": False,

@@ -116,6 +116,7 @@ OIDC_USERNAME_CLAIM: str = _sign_in.pop("OIDC_USERNAME_CLAIM", "preferred_userna
 OIDC_GROUPS_CLAIM: str = _sign_in.pop("OIDC_GROUPS_CLAIM", "groups")
 OIDC_CLOCK_SKEW_SECONDS: int = _sign_in.pop("OIDC_CLOCK_SKEW_SECONDS", 60)
 OIDC_TIMEOUT: float = _sign_in.pop("OIDC_TIMEOUT", 5.0)
+OIDC_VERIFY_SSL: bool | str = _sign_in.pop("OIDC_VERIFY_SSL", True)
 AUTH_LDAP_SERVER_URI: str = _sign_in.pop("AUTH_LDAP_SERVER_URI", "")
 AUTH_LDAP_BIND_DN: str = _sign_in.pop("AUTH_LDAP_BIND_DN", "")
 AUTH_LDAP_BIND_PASSWORD: str = _sign_in.pop("AUTH_LDAP_BIND_PASSWORD", "")

@@ -4,6 +4,7 @@ OpenLDAP's `slapd` with a throwaway LDIF, and the throwaway OIDC provider in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shutil
@@ -13,12 +14,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from config.embedded import free_port
 
@@ -59,24 +63,68 @@ class Slapd:
     admin_dn = f"cn=admin,{BASE_DN}"
     service_dn = f"cn=policydesk,ou=services,{BASE_DN}"
 
-    def __init__(self, ldif: str) -> None:
+    def __init__(self, ldif: str, *, tls: bool = False) -> None:
         self.ldif = ldif
+        self.tls = tls
         self.admin_password = secrets.token_urlsafe(12)
         self.service_password = "svc-" + secrets.token_urlsafe(12)
-        self.port = 0
+        self.port = self.tls_port = 0
         self.dir = Path(tempfile.mkdtemp(prefix="slapd-"))
+        self.ca_file = self.dir / "company-ca.pem"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def uri(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_uri(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    def _tls_config(self) -> str:
+        """A company CA of its own and a server certificate it signed, for 127.0.0.1."""
+        if not self.tls:
+            return ""
+        ca_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+        now = datetime.now(UTC)
+
+        def certificate(subject: str, key: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example Corp CA")]))
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(minutes=5))
+                .not_valid_after(now + timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            )
+            if not ca:
+                san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+                builder = builder.add_extension(san, critical=False)
+            return builder.sign(ca_key, hashes.SHA256())
+
+        pem = serialization.Encoding.PEM
+        self.ca_file.write_bytes(certificate("Example Corp CA", ca_key, ca=True).public_bytes(pem))
+        (self.dir / "server.pem").write_bytes(
+            certificate("127.0.0.1", server_key, ca=False).public_bytes(pem)
+        )
+        (self.dir / "server.key").write_bytes(
+            server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        return (
+            f"TLSCACertificateFile {self.ca_file}\n"
+            f"TLSCertificateFile {self.dir / 'server.pem'}\n"
+            f"TLSCertificateKeyFile {self.dir / 'server.key'}\n"
+        )
+
     def _config(self) -> Path:
         includes = "\n".join(f"include /etc/ldap/schema/{name}.schema" for name in SCHEMAS)
         config = self.dir / "slapd.conf"
         config.write_text(
             f"""{includes}
-modulepath /usr/lib/ldap
+{self._tls_config()}modulepath /usr/lib/ldap
 moduleload back_mdb
 pidfile {self.dir}/slapd.pid
 database mdb
@@ -100,9 +148,13 @@ access to * by users read by * none
         ldif.write_text(self.ldif.replace("{SERVICE_PASSWORD}", self.service_password))
         subprocess.run([SLAPADD, "-q", "-f", str(config), "-l", str(ldif)], check=True, capture_output=True)
         self.port = free_port()
+        listen = self.uri + "/"
+        if self.tls:
+            self.tls_port = free_port()
+            listen += " " + self.ldaps_uri + "/"
         # -d 0: stay in the foreground (so the fixture owns the process) without debug output.
         self.process = subprocess.Popen(
-            [SLAPD, "-d", "0", "-f", str(config), "-h", self.uri + "/"],
+            [SLAPD, "-d", "0", "-f", str(config), "-h", listen],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         _wait(self._answers, what="slapd")

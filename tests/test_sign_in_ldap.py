@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import ldap
 import pytest
@@ -196,3 +198,33 @@ def test_no_password_reaches_the_logs(ldap_on: Slapd, caplog: pytest.LogCaptureF
     assert caplog.records, "the test must see log lines to mean anything"
     for secret in (ldap_on.service_password, PASSWORDS["alice"], "a-wrong-password-55", PASSWORDS["dave"]):
         assert secret not in caplog.text
+
+
+def test_ldaps_to_a_directory_with_a_company_ca(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Active Directory wants LDAPS, usually under the company's own CA: trusted through
+    POLICYDESK_LDAP_CA_FILE, and refused without it (the certificate cannot be checked)."""
+    server = Slapd((Path(__file__).parent / "fixtures" / "directory.ldif").read_text(), tls=True)
+    server.start()
+    try:
+        env = {
+            "AUTH_LDAP": "true",
+            "LDAP_SERVER_URI": server.ldaps_uri,
+            "LDAP_BIND_DN": server.service_dn,
+            "LDAP_BIND_PASSWORD": server.service_password,
+            "LDAP_USER_SEARCH_BASE": f"ou=people,{BASE_DN}",
+            "LDAP_GROUP_SEARCH_BASE": f"ou=groups,{BASE_DN}",
+            "GROUP_MAP": json.dumps(GROUP_MAP),
+        }
+        for name, value in env.items():
+            monkeypatch.setenv("POLICYDESK_" + name, value)
+        for name, value in sign_in_settings(debug=False).items():
+            setattr(settings, name, value)
+        assert sign_in("carol")[1] == 200, "the company CA is not among the system's"
+        monkeypatch.setenv("POLICYDESK_LDAP_CA_FILE", str(server.ca_file))
+        for name, value in sign_in_settings(debug=False).items():
+            setattr(settings, name, value)
+        assert sign_in("carol")[1] == 302
+        assert group_names("carol") == {"employee", "auditor"}
+        assert deprovision_directory_accounts(force=True) == 0, "deprovisioning trusts the same CA"
+    finally:
+        server.stop()

@@ -119,3 +119,14 @@ def test_the_group_map_maps_roles_and_document_groups_without_regard_to_case() -
 def test_the_group_map_says_what_is_wrong(raw: str, reason: str) -> None:
     with pytest.raises(GroupMapError, match=reason):
         group_map_parse(raw)
+
+
+@pytest.mark.parametrize(("method", "variable"), [(OIDC, "OIDC_CA_FILE"), (LDAP, "LDAP_CA_FILE")])
+def test_a_company_ca_file_must_exist(
+    monkeypatch: pytest.MonkeyPatch, method: dict[str, str], variable: str
+) -> None:
+    configure(monkeypatch, **method, **{variable: "/nonexistent/company-ca.pem"})
+    with pytest.raises(
+        ImproperlyConfigured, match=f"POLICYDESK_{variable}='/nonexistent/company-ca.pem' is not"
+    ):
+        sign_in_settings(debug=False)
