@@ -72,13 +72,21 @@ def directory_user_sign_in(
         return directory_user_sync(user=found.user, source=source, issuer=issuer, subject=subject,
                                    directory_groups=directory_groups)  # fmt: skip
     if not settings.GROUP_MAP.roles_for(directory_groups):
-        raise SignInRefused("no mapped role group and no default_role")
+        raise _no_role(directory_groups)
     with transaction.atomic():
         user = User(username=_free_username(username))
         user.set_unusable_password()
         user.save()
         return directory_user_sync(user=user, source=source, issuer=issuer, subject=subject,
                                    directory_groups=directory_groups, created=True)  # fmt: skip
+
+
+def _no_role(directory_groups: list[str]) -> SignInRefused:
+    # The count tells an administrator setting up the provider whether groups arrive at all
+    # (an unconfigured groups claim sends none); the names stay out of the log.
+    return SignInRefused(
+        f"none of the {len(directory_groups)} directory groups sent maps to a role, and there is no default_role"
+    )
 
 
 def _free_username(wanted: str) -> str:
@@ -105,11 +113,12 @@ def directory_user_sync(
     and its documents away now (open sockets at their next permission re-check). Raises
     SignInRefused for an account deactivated here, or, once its groups are stripped, for one
     the map gives no role."""
+    directory_groups = list(directory_groups)
     with transaction.atomic():
         roles = _groups_sync(user=user, source=source, issuer=issuer, subject=subject,
-                             directory_groups=list(directory_groups), created=created)  # fmt: skip
+                             directory_groups=directory_groups, created=created)  # fmt: skip
     if not roles:
-        raise SignInRefused("no mapped role group and no default_role")
+        raise _no_role(directory_groups)
     return user
 
 

@@ -157,9 +157,14 @@ def test_a_local_user_with_the_same_name_is_not_taken_over(oidc_on: OIDCProvider
     assert user.pk != local.pk and user.username.startswith(cat.username + "-")
 
 
-def test_a_user_in_no_mapped_role_group_is_refused(oidc_on: OIDCProvider) -> None:
+def test_a_user_in_no_mapped_role_group_is_refused(
+    oidc_on: OIDCProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     dan = person(oidc_on, ["Canteen Committee"])
     client, response = sign_in(dan)
+    # For whoever sets up the provider: did groups arrive at all? The names are not logged.
+    assert "none of the 1 directory groups sent maps to a role" in caplog.text
+    assert "Canteen" not in caplog.text
     assert response["Location"] == "/accounts/login/?sso=failed" and not signed_in(client)
     assert not User.objects.exists()
     page = client.get(response["Location"])
