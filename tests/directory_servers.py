@@ -45,6 +45,25 @@ def _wait(check: Callable[[], bool], *, what: str, timeout: float = 30.0) -> Non
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
+class _Server:
+    process: subprocess.Popen[bytes] | None
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _started(self, *, what: str, timeout: float = 30.0) -> None:
+        """Waits until it answers; one that never does is stopped, not left running (a fixture
+        whose setup raised gets no teardown)."""
+        try:
+            _wait(self._answers, what=what, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
     if process is None or process.poll() is not None:
         return
@@ -56,7 +75,7 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-class Slapd:
+class Slapd(_Server):
     """OpenLDAP on 127.0.0.1:<free port>. The directory (users, nested groups, a disabled user)
     is loaded with slapadd before the server starts; tests change it over LDAP as the admin."""
 
@@ -157,7 +176,7 @@ access to * by users read by * none
             [SLAPD, "-d", "0", "-f", str(config), "-h", listen],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        _wait(self._answers, what="slapd")
+        self._started(what="slapd")
 
     def _answers(self) -> bool:
         import ldap
@@ -184,7 +203,7 @@ access to * by users read by * none
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class OIDCProvider:
+class OIDCProvider(_Server):
     """django-oauth-toolkit's OIDC provider, its own Django project and process."""
 
     def __init__(self) -> None:
@@ -219,7 +238,7 @@ class OIDCProvider:
             [sys.executable, "-m", "tests.oidc_provider", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        _wait(self._answers, what="the OIDC provider", timeout=60)
+        self._started(what="the OIDC provider", timeout=60)
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
