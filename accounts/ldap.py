@@ -64,9 +64,8 @@ class DirectoryLDAPBackend(LDAPBackend):
         return User.objects.filter(pk=user_id, is_active=True).first()
 
     def get_group_permissions(self, user: Any, obj: Any = None) -> set[str]:
-        return set()  # permissions come from the role groups, through ModelBackend's rules
-
-    def get_all_permissions(self, user: Any, obj: Any = None) -> set[str]:
+        # None from LDAP groups (AUTH_LDAP_FIND_GROUP_PERMS): the roles' permissions come from
+        # Django's group rules (ModelBackend, or accounts.backends.RolePermissionsBackend).
         return set()
 
 

@@ -19,6 +19,7 @@ from config.env import PREFIX, env_bool, env_choice, env_float, env_int, env_opt
 LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 OIDC_BACKEND = "accounts.oidc.DirectoryOIDCBackend"
 LDAP_BACKEND = "accounts.ldap.DirectoryLDAPBackend"
+PERMISSIONS_BACKEND = "accounts.backends.RolePermissionsBackend"
 LDAP_GROUP_TYPES = (
     "group_of_names",
     "nested_group_of_names",
@@ -71,12 +72,14 @@ def sign_in_settings(*, debug: bool) -> dict[str, Any]:
         "AUTH_LDAP": ldap,
         "GROUP_MAP": group_map,
         # The throttle first (it refuses a locked-out account or address), then each method on.
+        # ModelBackend also grants the roles' permissions; without it, a backend that only does.
         "AUTHENTICATION_BACKENDS": ["accounts.throttle.WebLoginThrottle"]
         + [
             backend
             for backend, on in ((LOCAL_BACKEND, local), (OIDC_BACKEND, oidc), (LDAP_BACKEND, ldap))
             if on
-        ],
+        ]
+        + ([] if local else [PERMISSIONS_BACKEND]),
     }
     if oidc:
         values.update(_oidc_settings(debug=debug))

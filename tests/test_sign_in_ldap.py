@@ -228,3 +228,17 @@ def test_ldaps_to_a_directory_with_a_company_ca(settings: Any, monkeypatch: pyte
         assert deprovision_directory_accounts(force=True) == 0, "deprovisioning trusts the same CA"
     finally:
         server.stop()
+
+
+def test_with_local_accounts_off_a_directory_user_still_gets_the_roles_permissions(
+    ldap_on: Slapd, settings: Any, monkeypatch: pytest.MonkeyPatch, make_user: Callable[..., User]
+) -> None:
+    """Roles grant permissions through Django's group rules, whichever way the user came in."""
+    make_user("break-glass", Role.POLICY_ADMIN)
+    monkeypatch.setenv("POLICYDESK_AUTH_LOCAL", "false")
+    for name, value in sign_in_settings(debug=False).items():
+        setattr(settings, name, value)
+    client, status = sign_in("bob")
+    assert status == 302
+    assert client.get("/chat/").status_code == 200 and client.get("/documents/").status_code == 200
+    assert sign_in("break-glass", "not-used-pw-123")[1] == 200, "local passwords are off"

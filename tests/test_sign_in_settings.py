@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.directory import GroupMapError, group_map_parse
-from config.identity import LDAP_BACKEND, LOCAL_BACKEND, OIDC_BACKEND, sign_in_settings
+from config.identity import LDAP_BACKEND, LOCAL_BACKEND, OIDC_BACKEND, PERMISSIONS_BACKEND, sign_in_settings
 
 OIDC = {
     "AUTH_OIDC": "true",
@@ -42,7 +42,7 @@ def test_each_method_adds_its_backend_and_local_accounts_can_be_turned_off(
 ) -> None:
     configure(monkeypatch, AUTH_LOCAL="false", **OIDC, **LDAP)
     values = sign_in_settings(debug=False)
-    assert values["AUTHENTICATION_BACKENDS"][1:] == [OIDC_BACKEND, LDAP_BACKEND]
+    assert values["AUTHENTICATION_BACKENDS"][1:] == [OIDC_BACKEND, LDAP_BACKEND, PERMISSIONS_BACKEND]
     assert values["OIDC_USE_PKCE"] and values["OIDC_USE_NONCE"]
     assert values["AUTH_LDAP_USER_SEARCH"].filterstr == "(uid=%(user)s)"
 
