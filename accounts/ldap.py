@@ -20,6 +20,7 @@ from django_auth_ldap.backend import LDAPBackend, ldap_error
 from ldap.filter import escape_filter_chars
 
 from accounts.models import DirectoryAccount
+from accounts.selectors import active_user
 from accounts.services import SignInRefused, directory_user_deprovision, directory_user_sync
 
 logger = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ class DirectoryLDAPBackend(LDAPBackend):
             return None
 
     def get_user(self, user_id: int) -> User | None:
-        # As ModelBackend: a deactivated (deprovisioned) account's sessions end.
-        return User.objects.filter(pk=user_id, is_active=True).first()
+        # A deactivated (deprovisioned) account's sessions end.
+        return active_user(user_id=user_id)
 
     def get_group_permissions(self, user: Any, obj: Any = None) -> set[str]:
         # None from LDAP groups (AUTH_LDAP_FIND_GROUP_PERMS): the roles' permissions come from

@@ -34,6 +34,7 @@ from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from accounts.models import DirectoryAccount
+from accounts.selectors import active_user
 from accounts.services import SignInRefused, directory_user_sign_in
 
 logger = logging.getLogger(__name__)
@@ -122,9 +123,13 @@ class DirectorySessionRefresh(SessionRefresh):
     get_settings = staticmethod(_setting)
 
     def __init__(self, get_response: Any) -> None:
-        # The library reads the provider's endpoints here, at start; this waits for a request.
+        # The library reads every setting here, the provider's endpoints too, at start; those
+        # are read per request (discovery may fail, tests change settings), the rest are fixed.
         MiddlewareMixin.__init__(self, get_response)
         self.OIDC_EXEMPT_URLS: list[str] = []
+        self.OIDC_STATE_SIZE = self.OIDC_NONCE_SIZE = 32
+        self.OIDC_USE_NONCE = True
+        self.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
 
     @cached_property
     def exempt_urls(self) -> set[str]:
@@ -140,11 +145,7 @@ class DirectorySessionRefresh(SessionRefresh):
         except _DISCOVERY_FAILURES:
             return None  # the provider is down: keep the session rather than lock everyone out
         self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
-        self.OIDC_STATE_SIZE = 32
-        self.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
         self.OIDC_RP_SCOPES = self.get_settings("OIDC_RP_SCOPES")
-        self.OIDC_USE_NONCE = True
-        self.OIDC_NONCE_SIZE = 32
         response: HttpResponse | None = super().process_request(request)
         return response
 
@@ -212,9 +213,8 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
             return None
 
     def get_user(self, user_id: int) -> User | None:
-        # As ModelBackend: a deactivated account's session ends (the library's does not check).
-        user = User.objects.filter(pk=user_id, is_active=True).first()
-        return user
+        # A deactivated account's session ends (the library's get_user does not check).
+        return active_user(user_id=user_id)
 
 
 def _username(claims: dict[str, Any], subject: str) -> str:

@@ -12,10 +12,15 @@ def user_has_permission(*, user_id: int, permission: str, session_key: str | Non
     """From the database, not a cached user: an account disabled or a role removed counts, and
     with `session_key`, so does signing out or changing the password (the session is gone, or
     its auth hash no longer matches, as Django's own check on each request)."""
-    user = User.objects.filter(pk=user_id, is_active=True).first()
+    user = active_user(user_id=user_id)
     if user is None or not user.has_perm(permission):
         return False
     return session_key is None or session_belongs_to(session_key=session_key, user=user)
+
+
+def active_user(*, user_id: int) -> User | None:
+    """The user, unless deactivated: what a session may still belong to (as ModelBackend)."""
+    return User.objects.filter(pk=user_id, is_active=True).first()
 
 
 def session_belongs_to(*, session_key: str, user: User) -> bool:

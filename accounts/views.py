@@ -6,6 +6,8 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 
+from accounts.oidc import provider_logout_url
+
 
 class SignInView(auth_views.LoginView):
     """The username and password form (local accounts and LDAP) and, when OIDC is on, the
@@ -36,8 +38,6 @@ class SignOutView(auth_views.LogoutView):
     the provider supports RP-initiated logout."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        from accounts.oidc import provider_logout_url
-
         provider_url = provider_logout_url(request)  # read before the session is flushed
         response = super().post(request, *args, **kwargs)
         return HttpResponseRedirect(provider_url) if provider_url else response

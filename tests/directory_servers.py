@@ -19,18 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from config.embedded import free_port
+from config.identity import sign_in_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 BASE_DN = "dc=example,dc=com"
+
+
+def sign_in_configure(monkeypatch: pytest.MonkeyPatch, settings: Any, env: dict[str, str]) -> None:
+    """Sign-in configured as a deployment does it, through POLICYDESK_* variables (added to the
+    test's environment), then parsed by config.identity into the test's settings."""
+    for name, value in env.items():
+        monkeypatch.setenv("POLICYDESK_" + name, value)
+    for name, value in sign_in_settings(debug=False).items():
+        setattr(settings, name, value)
 
 
 def _wait(check: Callable[[], bool], *, what: str, timeout: float = 30.0) -> None:

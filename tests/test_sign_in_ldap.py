@@ -22,9 +22,8 @@ from accounts.roles import Role
 from accounts.tasks import deprovision_directory_accounts
 from audit.models import AuditEvent
 from audit.services import audit_chain_verify, pseudonym
-from config.identity import sign_in_settings
 from rag.selectors import retrieve
-from tests.directory_servers import BASE_DN, Slapd
+from tests.directory_servers import BASE_DN, Slapd, sign_in_configure
 from tests.rag_helpers import ingest_bytes
 
 pytestmark = pytest.mark.django_db
@@ -40,22 +39,21 @@ SALARY_BANDS = b"# Salary bands\n\nManager salary bands are reviewed every March
 
 @pytest.fixture
 def ldap_on(slapd: Slapd, settings: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[Slapd]:
-    """LDAP sign-in on, configured through the same POLICYDESK_* variables a deployment sets."""
-    env = {
+    sign_in_configure(monkeypatch, settings, ldap_env(slapd, slapd.uri))
+    yield slapd
+
+
+def ldap_env(server: Slapd, uri: str) -> dict[str, str]:
+    return {
         "AUTH_LDAP": "true",
-        "LDAP_SERVER_URI": slapd.uri,
-        "LDAP_BIND_DN": slapd.service_dn,
-        "LDAP_BIND_PASSWORD": slapd.service_password,
+        "LDAP_SERVER_URI": uri,
+        "LDAP_BIND_DN": server.service_dn,
+        "LDAP_BIND_PASSWORD": server.service_password,
         "LDAP_USER_SEARCH_BASE": f"ou=people,{BASE_DN}",
         "LDAP_GROUP_SEARCH_BASE": f"ou=groups,{BASE_DN}",
         "LDAP_ACTIVE_FILTER": "(!(employeeType=disabled))",
         "GROUP_MAP": json.dumps(GROUP_MAP),
     }
-    for name, value in env.items():
-        monkeypatch.setenv("POLICYDESK_" + name, value)
-    for name, value in sign_in_settings(debug=False).items():
-        setattr(settings, name, value)
-    yield slapd
 
 
 def sign_in(username: str, password: str | None = None) -> tuple[Client, int]:
@@ -206,23 +204,9 @@ def test_ldaps_to_a_directory_with_a_company_ca(settings: Any, monkeypatch: pyte
     server = Slapd((Path(__file__).parent / "fixtures" / "directory.ldif").read_text(), tls=True)
     server.start()
     try:
-        env = {
-            "AUTH_LDAP": "true",
-            "LDAP_SERVER_URI": server.ldaps_uri,
-            "LDAP_BIND_DN": server.service_dn,
-            "LDAP_BIND_PASSWORD": server.service_password,
-            "LDAP_USER_SEARCH_BASE": f"ou=people,{BASE_DN}",
-            "LDAP_GROUP_SEARCH_BASE": f"ou=groups,{BASE_DN}",
-            "GROUP_MAP": json.dumps(GROUP_MAP),
-        }
-        for name, value in env.items():
-            monkeypatch.setenv("POLICYDESK_" + name, value)
-        for name, value in sign_in_settings(debug=False).items():
-            setattr(settings, name, value)
+        sign_in_configure(monkeypatch, settings, ldap_env(server, server.ldaps_uri))
         assert sign_in("carol")[1] == 200, "the company CA is not among the system's"
-        monkeypatch.setenv("POLICYDESK_LDAP_CA_FILE", str(server.ca_file))
-        for name, value in sign_in_settings(debug=False).items():
-            setattr(settings, name, value)
+        sign_in_configure(monkeypatch, settings, {"LDAP_CA_FILE": str(server.ca_file)})
         assert sign_in("carol")[1] == 302
         assert group_names("carol") == {"employee", "auditor"}
         assert deprovision_directory_accounts(force=True) == 0, "deprovisioning trusts the same CA"
@@ -235,9 +219,7 @@ def test_with_local_accounts_off_a_directory_user_still_gets_the_roles_permissio
 ) -> None:
     """Roles grant permissions through Django's group rules, whichever way the user came in."""
     make_user("break-glass", Role.POLICY_ADMIN)
-    monkeypatch.setenv("POLICYDESK_AUTH_LOCAL", "false")
-    for name, value in sign_in_settings(debug=False).items():
-        setattr(settings, name, value)
+    sign_in_configure(monkeypatch, settings, {"AUTH_LOCAL": "false"})
     client, status = sign_in("bob")
     assert status == 302
     assert client.get("/chat/").status_code == 200 and client.get("/documents/").status_code == 200

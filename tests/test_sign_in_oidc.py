@@ -27,8 +27,7 @@ from accounts.models import DirectoryAccount
 from accounts.oidc import id_token_claims
 from audit.models import AuditEvent
 from config.embedded import free_port
-from config.identity import sign_in_settings
-from tests.directory_servers import OIDCProvider
+from tests.directory_servers import OIDCProvider, sign_in_configure
 
 pytestmark = pytest.mark.django_db
 
@@ -57,10 +56,7 @@ def oidc_on(
         "OIDC_SCOPES": "openid profile groups",
         "GROUP_MAP": json.dumps(GROUP_MAP),
     }
-    for name, value in env.items():
-        monkeypatch.setenv("POLICYDESK_" + name, value)
-    for name, value in sign_in_settings(debug=False).items():
-        setattr(settings, name, value)
+    sign_in_configure(monkeypatch, settings, env)
     yield oidc_provider
 
 
