@@ -78,7 +78,7 @@ def directory_user_sign_in(
         user.set_unusable_password()
         user.save()
         return directory_user_sync(user=user, source=source, issuer=issuer, subject=subject,
-                                   directory_groups=directory_groups, created=True)  # fmt: skip
+                                   directory_groups=directory_groups)  # fmt: skip
 
 
 def _no_role(directory_groups: list[str]) -> SignInRefused:
@@ -106,7 +106,6 @@ def directory_user_sync(
     issuer: str = "",
     subject: str,
     directory_groups: Iterable[str],
-    created: bool = False,
 ) -> User:
     """Re-read at every sign-in: the user's roles and document groups become exactly what the
     group map gives for `directory_groups`, so a group removed in the directory takes its role
@@ -116,24 +115,25 @@ def directory_user_sync(
     directory_groups = list(directory_groups)
     with transaction.atomic():
         roles = _groups_sync(user=user, source=source, issuer=issuer, subject=subject,
-                             directory_groups=directory_groups, created=created)  # fmt: skip
+                             directory_groups=directory_groups)  # fmt: skip
     if not roles:
         raise _no_role(directory_groups)
     return user
 
 
 def _groups_sync(
-    *, user: User, source: str, issuer: str, subject: str, directory_groups: list[str], created: bool
+    *, user: User, source: str, issuer: str, subject: str, directory_groups: list[str]
 ) -> set[str]:
     group_map = settings.GROUP_MAP
     roles = group_map.roles_for(directory_groups)
-    account, linked = DirectoryAccount.objects.select_for_update().get_or_create(
+    # A first sign-in is the one that links the account (django-auth-ldap has saved a new LDAP
+    # user just before; an OIDC one was made in directory_user_sign_in).
+    account, created = DirectoryAccount.objects.select_for_update().get_or_create(
         user=user,
         defaults={"source": source, "issuer": issuer, "subject": subject, "synced_at": timezone.now()},
     )
     if (account.source, account.issuer, account.subject) != (source, issuer, subject):
         raise SignInRefused("the account is linked to another directory identity")
-    created = created or linked  # LDAP: django-auth-ldap saved the new user just before
     reactivated = _reactivated(user=user, account=account) if roles else False
     before = sorted(user.groups.values_list("name", flat=True))
     wanted = sorted(roles | group_map.document_groups_for(directory_groups)) if roles else []
