@@ -179,13 +179,14 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
         return None
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
-        if "nonce" not in kwargs:
-            # mozilla-django-oidc also calls this for a userinfo response served as a JWT; that
-            # carries no nonce and is checked like an ID token otherwise.
-            return id_token_claims(
-                token, key=self.retrieve_matching_jwk(token), nonce=None, check_nonce=False
-            )
-        return id_token_claims(token, key=self.retrieve_matching_jwk(token), nonce=kwargs["nonce"])
+        # mozilla-django-oidc also calls this, without a nonce, for a userinfo response served
+        # as a JWT: that carries none and is checked like an ID token otherwise.
+        return id_token_claims(
+            token,
+            key=self.retrieve_matching_jwk(token),
+            nonce=kwargs.get("nonce"),
+            check_nonce="nonce" in kwargs,
+        )
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> User | None:
         claims = dict(payload)
