@@ -31,4 +31,4 @@ RUN POLICYDESK_SECRET_KEY=build-only POLICYDESK_AUDIT_HMAC_KEY=build-only POLICY
 
 USER policydesk
 EXPOSE 8000
-CMD ["python", "-m", "config.daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+CMD ["python", "-m", "core.daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

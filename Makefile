@@ -19,16 +19,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m config.embedded run
+	$(PY) -m devserver run
 
 up: $(STAMP)
-	$(PY) -m config.embedded up
+	$(PY) -m devserver up
 
 down:
-	@test -x $(PY) && $(PY) -m config.embedded down || true
+	@test -x $(PY) && $(PY) -m devserver down || true
 
 status: $(STAMP)
-	$(PY) -m config.embedded status
+	$(PY) -m devserver status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -40,12 +40,12 @@ typecheck: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	bash deploy/system-packages.sh test
-	$(PY) -m config.embedded test $(PYTEST_ARGS)
+	$(PY) -m devserver test $(PYTEST_ARGS)
 
 # Without the browser and the real model (about a third of the time): for the edit-test loop.
 test-fast: $(STAMP)
 	bash deploy/system-packages.sh test
-	$(PY) -m config.embedded test -m "not e2e and not llm" $(PYTEST_ARGS)
+	$(PY) -m devserver test -m "not e2e and not llm" $(PYTEST_ARGS)
 
 clean: down
 	rm -rf .data staticfiles test-artifacts

@@ -60,10 +60,6 @@ def _discovery(issuer: str) -> dict[str, Any]:
     return document
 
 
-def discovery_forget() -> None:
-    _discovery.cache_clear()
-
-
 def _setting(attr: str, *args: Any) -> Any:
     if attr in _DISCOVERED:
         return _discovery(settings.OIDC_ISSUER)[_DISCOVERED[attr]]

@@ -50,10 +50,6 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} #{self.seq}"
 
-    @property
-    def pii_total(self) -> int:
-        return sum(int(v) for v in self.pii_counts.values())
-
 
 class AuditCheckpoint(models.Model):
     """Written by the retention purge: the last purged link, signed with the audit key."""

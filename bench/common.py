@@ -18,7 +18,7 @@ GOLDEN = ROOT / "bench" / "golden" / "tts-handbook.jsonl"
 @contextlib.contextmanager
 def scratch_django() -> Iterator[None]:
     """Fresh embedded PostgreSQL + Redis in /tmp (stopped afterwards), Django set up, migrated."""
-    from config.embedded import temporary_services
+    from devserver.embedded import temporary_services
 
     with temporary_services() as urls:
         os.environ.update(urls.as_env())

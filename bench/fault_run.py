@@ -3,7 +3,7 @@ records counted.
 
     make up && .venv/bin/python -m bench.fault_run
 
-Starts `python -m config.embedded run` on port 8123 (it reuses the services `make up` started
+Starts `python -m devserver run` on port 8123 (it reuses the services `make up` started
 in .data), logs a user in over HTTP and asks over real WebSockets. Faults:
 
   llm_killed        the local LLM runtime gets SIGKILL at the answer's first token
@@ -203,7 +203,7 @@ def main() -> None:
     runner_env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYDESK_")}
     runner_env.update({"POLICYDESK_PORT": str(PORT), "POLICYDESK_LOG_LEVEL": "WARNING"})
     runner = subprocess.Popen(
-        [sys.executable, "-m", "config.embedded", "run"],
+        [sys.executable, "-m", "devserver", "run"],
         cwd=ROOT, env=runner_env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

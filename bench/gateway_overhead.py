@@ -25,7 +25,7 @@ django.setup()
 import httpx  # noqa: E402
 
 from bench.fake_llm import DEFAULT_TEXT, FakeOpenAI  # noqa: E402
-from config.embedded import free_port  # noqa: E402
+from devserver.embedded import free_port  # noqa: E402
 from llm.config import BackendConfig  # noqa: E402
 from llm.gateway import Gateway, Token  # noqa: E402
 

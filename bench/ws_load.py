@@ -103,7 +103,7 @@ def start_daphnes(env: dict[str, str], count: int) -> list[tuple[subprocess.Pope
         cmd = [
             sys.executable,
             "-m",
-            "config.daphne",
+            "core.daphne",
             "-b",
             "127.0.0.1",
             "-p",

@@ -22,19 +22,18 @@ from chat.limits import rate_limited
 from chat.pipeline import question_answer
 from chat.selectors import user_may_ask
 from chat.services import message_feedback_record
-from config import metrics
-from config.tracing import new_id, trace_id_var
+from core import metrics
+from core.consumers import CLOSE_FORBIDDEN, PermissionRecheckMixin
+from core.tracing import new_id, trace_id_var
 from privacy.services import placeholders_restore, placeholders_restore_html
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
 logger = logging.getLogger(__name__)
 
 
 MAX_PLACEHOLDER = 40  # "<EMPLOYEE_ID_123>" and the longest entity names fit
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
     generation: asyncio.Task[None] | None = None
     # Tokens that arrived in one turn of the event loop, sent as one frame when it yields.
     pending_tokens: list[str]
@@ -45,15 +44,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # The conversation being answered, and a streamed tail that may be half a placeholder.
     answering: str = ""
     held_back: str = ""
-    # The last permission answer from the database, and when it was read (loop time).
-    permitted: bool = False
-    permission_read_at: float | None = None
 
     async def connect(self) -> None:
-        if not await self._may_ask():
-            user = self.scope.get("user")
-            code = CLOSE_FORBIDDEN if user is not None and user.is_authenticated else CLOSE_UNAUTHENTICATED
-            await self.close(code=code)
+        if not await self.permission_holds():
+            await self.close(code=self.close_code_refused())
             return
         await self.accept()
         self.pending_tokens = []
@@ -83,7 +77,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             await self.send_error("bad_request", "A message is a JSON object with a 'type'.")
             return
-        if not await self._may_ask():
+        if not await self.permission_holds():
             await self.send_error("forbidden", "You may no longer ask questions.")
             await self._cancel_generation()
             await self.close(code=CLOSE_FORBIDDEN)
@@ -206,18 +200,5 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_error(self, code: str, text: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": text})
 
-    async def _may_ask(self) -> bool:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            return False
-        now = asyncio.get_running_loop().time()
-        read_at = self.permission_read_at
-        if read_at is None or now - read_at >= settings.CHAT_PERMISSION_RECHECK_SECONDS:
-            # Not on every message: database calls from every socket share Channels' one sync
-            # thread, and a question would wait behind the others' checks.
-            session = self.scope.get("session")
-            self.permitted = await database_sync_to_async(user_may_ask)(
-                user_id=user.pk, session_key=getattr(session, "session_key", None)
-            )
-            self.permission_read_at = now
-        return self.permitted
+    def permission_read(self, *, user_id: int, session_key: str | None) -> bool:
+        return user_may_ask(user_id=user_id, session_key=session_key)

@@ -51,13 +51,14 @@ from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import prompt_build
 from chat.recording import answer_record, document_url, retrieved_scores
 from chat.state import Draft, Outcome, Plan, Prepared
-from config.tracing import new_id, trace_id_var
+from core.db import release_db_connection
+from core.tracing import new_id, trace_id_var
+from llm.config import llm_backends
 from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, Token, get_gateway
 from privacy.services import text_redact, vault_for
 from rag.evidence import evidence_answerable, evidence_select, question_topic
 from rag.index import sentence_vectors, sentence_vectors_seed
 from rag.selectors import question_vector, retrieve_for_question
-from rag.services import release_db_connection
 
 TITLE_CHARS = 80
 logger = logging.getLogger(__name__)
@@ -197,11 +198,11 @@ def _plan(prepared: Prepared, mode: str) -> Plan:
 
 
 def _context_tokens() -> int:
-    return min(b.context_tokens for b in settings.LLM_BACKENDS)
+    return min(b.context_tokens for b in llm_backends())
 
 
 def _max_tokens() -> int:
-    return max(b.max_tokens for b in settings.LLM_BACKENDS)
+    return max(b.max_tokens for b in llm_backends())
 
 
 def _validated(question: str) -> str:

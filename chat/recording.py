@@ -22,11 +22,11 @@ from chat.events import Done
 from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import MARK_END, MARK_START, answer_render, citations_check
 from chat.state import Draft, Outcome, Plan, Prepared
-from config import metrics
+from core import metrics
+from core.db import release_db_connection
 from privacy.pool import pii_find_pooled
 from privacy.services import text_redact, vault_for
 from rag.selectors import RetrievedChunk
-from rag.services import release_db_connection
 
 logger = logging.getLogger("chat.pipeline")  # one logger name for a question's whole story
 T = TypeVar("T")

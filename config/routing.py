@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from chat.consumers import ChatConsumer
-from config.consumers import NotFoundConsumer
+from core.consumers import NotFoundConsumer
 from rag.consumers import DocumentProgressConsumer
 
 websocket_urlpatterns = [

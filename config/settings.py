@@ -23,7 +23,6 @@ from config.env import (
     validate_redis_url,
 )
 from config.identity import sign_in_settings
-from llm.config import BackendDefaults, parse_backends
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(Path(os.environ.get("POLICYDESK_ENV_FILE", str(BASE_DIR / ".env"))))
@@ -70,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "core",
     "axes",
     "accounts",
     "chat",
@@ -80,7 +80,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.middleware.RequestIdMiddleware",
+    "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,7 +92,7 @@ MIDDLEWARE = [
     "accounts.oidc.DirectorySessionRefresh",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.middleware.ContentSecurityPolicyMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -166,7 +166,7 @@ TEMPLATES = [
 
 
 def _embedded_database_url() -> str:
-    # The socket directory `make up` uses; see config/embedded.py.
+    # The socket directory `make up` uses; see devserver/embedded.py.
     return f"postgresql://postgres@/policydesk?host={DATA_DIR / 'pg'}"
 
 
@@ -268,7 +268,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 LOCAL_LLM_URL = env_str("LOCAL_LLM_URL", "http://127.0.0.1:8765/v1")
 # The gateway's backends in priority order; global defaults apply where a backend is silent.
-LLM_DEFAULTS = BackendDefaults(
+LLM_DEFAULTS = dict(  # llm.config.BackendDefaults' fields
     connect_timeout=env_float("LLM_CONNECT_TIMEOUT", 2.0, minimum=0.05),
     first_token_timeout=env_float("LLM_FIRST_TOKEN_TIMEOUT", 30.0, minimum=0.05),
     idle_timeout=env_float("LLM_IDLE_TIMEOUT", 15.0, minimum=0.05),
@@ -280,7 +280,8 @@ LLM_DEFAULTS = BackendDefaults(
     context_tokens=env_int("LLM_CONTEXT_TOKENS", 4096, minimum=256),
     stream_interval=env_float("LLM_STREAM_INTERVAL", 0.1, minimum=0.0, maximum=2.0),
 )
-LLM_BACKENDS = parse_backends(env_json("LLM_BACKENDS", None), defaults=LLM_DEFAULTS, local_url=LOCAL_LLM_URL)
+# Raw JSON; llm.config.llm_backends() validates it when the llm app is ready (at every start).
+LLM_BACKENDS = env_json("LLM_BACKENDS", None)
 LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 3, minimum=1)
 LLM_BREAKER_COOLDOWN = env_float("LLM_BREAKER_COOLDOWN", 30.0, minimum=0.1)
 LLM_PROBE_INTERVAL = env_float("LLM_PROBE_INTERVAL", 15.0, minimum=0.0)
@@ -328,13 +329,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "config.logs.JsonFormatter"},
+        "json": {"()": "core.logs.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(trace_id)s] %(message)s"},
     },
     # PII scrubbing first (the last line of defence), then the trace/request ids.
     "filters": {
         "redact_pii": {"()": "privacy.logging.RedactingFilter"},
-        "trace": {"()": "config.logs.TraceFilter"},
+        "trace": {"()": "core.logs.TraceFilter"},
     },
     "handlers": {
         "console": {

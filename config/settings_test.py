@@ -1,5 +1,5 @@
 """The test suite's settings: the app's own (config/settings.py, from the POLICYDESK_* variables
-`python -m config.embedded test` sets) plus what only tests want."""
+`python -m devserver test` sets) plus what only tests want."""
 
 from __future__ import annotations
 

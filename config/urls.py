@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from config.metrics import metrics_view
-from config.views import healthz, readyz
+from core.health import healthz, readyz
+from core.metrics import metrics_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -1,17 +1,20 @@
 """Backend configuration for the LLM gateway: `POLICYDESK_LLM_BACKENDS`, validated at start.
 
-Kept free of Django imports beyond ImproperlyConfigured so settings.py can call it while
-it is still being built.
+Settings hold the raw JSON list and the global defaults; `llm_backends()` turns them into
+`BackendConfig`s, and the app's `ready()` calls it once so a bad value stops every process
+(Daphne, Celery, manage.py) at start with the field's name.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 KINDS = ("openai", "ollama", "local")
 # How far an answer trusts the model (README, "Answer modes"): "evidence" quotes the policy
@@ -167,3 +170,29 @@ def parse_backends(raw: Any, *, defaults: BackendDefaults, local_url: str) -> tu
         if backend.stream_interval >= backend.idle_timeout:
             raise _bad(i, "stream_interval", "must be shorter than idle_timeout")
     return backends
+
+
+_parsed: dict[str, tuple[BackendConfig, ...]] = {}
+
+
+def llm_backends() -> tuple[BackendConfig, ...]:
+    """The configured backends in priority order, parsed once per process.
+
+    `settings.LLM_BACKENDS` is the raw JSON list (None: the local runtime alone); tests and
+    benches may put ready-made `BackendConfig`s there with `override_settings`.
+    """
+    raw = settings.LLM_BACKENDS
+    if isinstance(raw, list | tuple) and all(isinstance(item, BackendConfig) for item in raw):
+        return tuple(raw)
+    if "backends" not in _parsed:
+        defaults = BackendDefaults(**cast("dict[str, Any]", settings.LLM_DEFAULTS))
+        _parsed["backends"] = parse_backends(raw, defaults=defaults, local_url=settings.LOCAL_LLM_URL)
+    return _parsed["backends"]
+
+
+def _forget_parsed(*, setting: str, **_: Any) -> None:
+    if setting in ("LLM_BACKENDS", "LLM_DEFAULTS", "LOCAL_LLM_URL"):
+        _parsed.clear()
+
+
+setting_changed.connect(_forget_parsed)

@@ -28,7 +28,7 @@ from enum import StrEnum
 import httpx
 
 from llm.adapters import BackendError, Delta, Message, list_models, stream_for
-from llm.config import BackendConfig
+from llm.config import BackendConfig, llm_backends
 from llm.transport import transport_for
 
 logger = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ class Generation:
 
 
 def _observe_breaker(runtime: BackendRuntime) -> None:
-    from config import metrics
+    from core import metrics
 
     if metrics.enabled():
         metrics.BREAKER_STATE.labels(runtime.config.name).set(
@@ -568,7 +568,7 @@ def get_gateway() -> Gateway:
     gateway = _gateways.get(loop)
     if gateway is None:
         gateway = Gateway(
-            settings.LLM_BACKENDS,
+            llm_backends(),
             breaker_failures=settings.LLM_BREAKER_FAILURES,
             breaker_cooldown=settings.LLM_BREAKER_COOLDOWN,
             probe_interval=settings.LLM_PROBE_INTERVAL,

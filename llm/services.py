@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 
+from llm.config import llm_backends
 from llm.gateway import SNAPSHOT_KEY, Gateway
 
 
 async def _probe(timeout: float | None) -> list[dict[str, Any]]:
-    gateway = Gateway(settings.LLM_BACKENDS, probe_interval=0)
+    gateway = Gateway(llm_backends(), probe_interval=0)
     try:
         await asyncio.gather(*(gateway.probe(r, timeout=timeout) for r in gateway.runtimes))
         return gateway.snapshot()

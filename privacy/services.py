@@ -150,9 +150,5 @@ def placeholders_restore_html(*, html: str, restorations: dict[str, str]) -> str
     return _PLACEHOLDER_IN_HTML.sub(value, html)
 
 
-def count_placeholders(text: str) -> dict[str, int]:
-    return dict(Counter(m.group(1) for m in PLACEHOLDER.finditer(text)))
-
-
 def vault_for(*, scope: str, stored: dict[str, Any] | None) -> PlaceholderVault:
     return PlaceholderVault(scope=scope, mapping={str(k): str(v) for k, v in (stored or {}).items()})

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.roles import ROLE_NAMES
 from audit.models import AuditEvent
 from audit.services import audit_event_append, pseudonym
+from core.db import release_db_connection
 from rag.chunking import ChunkDraft, chunk_document
 from rag.embedding import Embedder
 from rag.index import (
@@ -211,12 +212,6 @@ def document_delete(*, document: Document) -> None:
 
 
 # --- ingestion -------------------------------------------------------------------------------
-
-
-def release_db_connection() -> None:
-    """Close this thread's connection before slow work, unless a transaction still needs it."""
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 # While a document is being ingested its row is touched this often, so one whose worker died is

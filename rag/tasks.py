@@ -6,7 +6,7 @@ import time
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from config import metrics
+from core import metrics
 from rag.models import Document, DocumentStatus
 from rag.services import document_ingest, document_mark_failed, documents_recover_stuck
 

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from config.embedded import free_port
 from config.identity import sign_in_settings
+from devserver.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SLAPD = "/usr/sbin/slapd"

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.fake_llm import MiniHTTPServer, Request, end_chunked, send_chunk, send_json, start_chunked
-from config.embedded import free_port
+from devserver.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ import psutil
 import psycopg
 import redis
 
-from config.embedded import (
+from devserver.embedded import (
     ServiceUrls,
     process_alive,
     read_pid,
@@ -74,7 +74,7 @@ def test_redis_starts_again_after_a_killed_run(tmp_path: Path) -> None:
 def test_up_and_down_are_idempotent_and_write_the_env_file(tmp_path: Path) -> None:
     data_dir = Path("/tmp") / f"pdt{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYDESK_")}
-    command = [sys.executable, "-m", "config.embedded"]
+    command = [sys.executable, "-m", "devserver"]
     try:
         for _ in range(2):
             result = subprocess.run(

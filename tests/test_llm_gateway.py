@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench.fake_llm import DEFAULT_TEXT, FakeOpenAI, split_tokens
-from config.embedded import free_port
+from devserver.embedded import free_port
 from llm.config import BackendConfig
 from llm.gateway import Gateway, GatewayBusy, GatewayUnavailable, Generation, Handover, Token
 from tests.llm_servers import LocalLLMProcess, OllamaProtocolAdapter

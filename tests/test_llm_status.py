@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.test.utils import override_settings
 
-from config.embedded import free_port
+from devserver.embedded import free_port
 from llm.config import BackendConfig
 from tests.llm_servers import LocalLLMProcess
 

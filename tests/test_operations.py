@@ -19,8 +19,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import override_settings
 
-from config.embedded import free_port
-from config.logs import JsonFormatter, TraceFilter
+from core.logs import JsonFormatter, TraceFilter
+from devserver.embedded import free_port
 from llm.config import BackendConfig
 from privacy.analysis import redaction_warm_up
 from privacy.logging import RedactingFilter

@@ -21,8 +21,8 @@ from django.contrib.auth.models import User
 
 from audit.models import AuditEvent
 from chat.models import Message
-from config.daphne import ScrubbedAccessLog, scrub_request
-from config.embedded import free_port
+from core.daphne import ScrubbedAccessLog, scrub_request
+from devserver.embedded import free_port
 from tests.test_chat import ask, backends, employee, fake, fake_backend, socket_for, until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -109,7 +109,7 @@ def test_daphne_started_as_the_app_starts_it_writes_no_query_string_to_its_acces
     port = free_port()
     env = {**os.environ, "POLICYDESK_WARM_UP": "false", "PYTHONUNBUFFERED": "1"}
     daphne = subprocess.Popen(
-        [sys.executable, "-m", "config.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        [sys.executable, "-m", "core.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

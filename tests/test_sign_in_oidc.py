@@ -26,7 +26,7 @@ from django.test import Client
 from accounts.models import DirectoryAccount
 from accounts.oidc import id_token_claims
 from audit.models import AuditEvent
-from config.embedded import free_port
+from devserver.embedded import free_port
 from tests.directory_servers import OIDCProvider, sign_in_configure
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from config.supervise import FIRST_DELAY, Supervisor
+from devserver.supervise import FIRST_DELAY, Supervisor
 
 
 def test_a_crashed_process_is_started_again_with_back_off_and_the_others_keep_running(tmp_path: Path) -> None:

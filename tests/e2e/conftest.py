@@ -19,8 +19,8 @@ import httpx
 import psycopg
 import pytest
 
-from config.embedded import free_port
 from config.env import parse_database_url
+from devserver.embedded import free_port
 from tests.directory_servers import OIDCProvider
 from tests.llm_servers import LocalLLMProcess
 
@@ -153,7 +153,7 @@ def live_app(
         log = (ARTIFACTS / "server.log").open("wb")
         app.processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "config.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+                [sys.executable, "-m", "core.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         )  # fmt: skip

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from config.embedded import (
+from devserver.embedded import (
     BASE_DIR,
     embedded_env,
     manage,
@@ -19,7 +19,7 @@ from config.embedded import (
     services_up,
     write_env_file,
 )
-from config.supervise import Supervisor
+from devserver.supervise import Supervisor
 
 SERVICES_CHECK_SECONDS = 5.0
 
@@ -53,7 +53,7 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         supervisor = Supervisor(env=env, cwd=BASE_DIR)
         supervisor.add(
             "daphne",
-            [sys.executable, "-m", "config.daphne", "-b", host, "-p", port, "config.asgi:application"],
+            [sys.executable, "-m", "core.daphne", "-b", host, "-p", port, "config.asgi:application"],
         )
         supervisor.add(
             "celery worker",

@@ -6,9 +6,7 @@ value set when a question arrives is still there when the audit event is written
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 from contextvars import ContextVar
 
 trace_id_var: ContextVar[str] = ContextVar("trace_id", default="")
@@ -17,12 +15,3 @@ request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
 def new_id() -> str:
     return uuid.uuid4().hex[:16]
-
-
-@contextlib.contextmanager
-def traced(trace_id: str | None = None) -> Iterator[str]:
-    token = trace_id_var.set(trace_id or new_id())
-    try:
-        yield trace_id_var.get()
-    finally:
-        trace_id_var.reset(token)

@@ -50,7 +50,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from config.tracing import new_id, request_id_var
+        from core.tracing import new_id, request_id_var
 
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else new_id()

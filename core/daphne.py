@@ -1,4 +1,4 @@
-"""Daphne, started as `python -m config.daphne` with Daphne's own arguments, with an access log
+"""Daphne, started as `python -m core.daphne` with Daphne's own arguments, with an access log
 that never carries a query string.
 
 Daphne's access log writes each request's full path to stdout; a query string can hold an

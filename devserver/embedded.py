@@ -1,10 +1,10 @@
 """Embedded services for a machine with nothing but Python: PostgreSQL+pgvector, Redis, a local LLM.
 
-    python -m config.embedded up        start what is not running, write .env
-    python -m config.embedded down      stop everything started under .data/
-    python -m config.embedded status    what runs, where
-    python -m config.embedded run       up + migrate + demo data + Daphne, Celery worker and beat
-    python -m config.embedded test [ARGS]  fresh services in a temp dir, run pytest ARGS, stop them
+    python -m devserver up        start what is not running, write .env
+    python -m devserver down      stop everything started under .data/
+    python -m devserver status    what runs, where
+    python -m devserver run       up + migrate + demo data + Daphne, Celery worker and beat
+    python -m devserver test [ARGS]  fresh services in a temp dir, run pytest ARGS, stop them
 
 Each service keeps a pid file (Redis, LLM) or postmaster.pid (PostgreSQL) in its data
 directory, so a stop always finds what a start left, and a pid whose process died is
@@ -520,7 +520,7 @@ def cmd_test(pytest_args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m config.embedded",
+        prog="python -m devserver",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(data_dir)
         if args.command == "test":
             return cmd_test(rest)
-        from config.runner import run_app
+        from devserver.runner import run_app
 
         return run_app(data_dir=data_dir, env_file=args.env_file.resolve())
     except ServiceError as exc:

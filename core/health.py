@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from config.metrics import operator_request
+from core.metrics import operator_request
 from llm.services import backends_status
 
 

@@ -3,7 +3,7 @@
 One dead Celery worker used to stop everything (Daphne, beat, PostgreSQL, Redis, the LLM). Now a
 process that exits is logged and started again after a back-off (1 s, doubling up to 60 s, back
 to 1 s once it has stayed up for a minute), and an embedded service whose process is gone is
-started again on its old port (config.embedded.service_port).
+started again on its old port (devserver.embedded.service_port).
 """
 
 from __future__ import annotations
