@@ -1,7 +1,7 @@
 """The chat socket: authenticate on connect, re-check permission on every message (from the
 database at most every CHAT_PERMISSION_RECHECK_SECONDS, so a revoked role ends the socket).
 
-Contract (README, "WebSocket API"): client sends ask / stop / feedback; server sends
+Contract (docs/websocket-api.md): client sends ask / stop / feedback; server sends
 started, token, handover, citations, done, error. One generation at a time per socket.
 """
 

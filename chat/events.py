@@ -1,5 +1,5 @@
 """The events of one answer, as the pipeline yields them, and their one JSON serialisation
-(the WebSocket contract in the README; `manage.py ask --json` prints the same `done`)."""
+(the WebSocket contract in docs/websocket-api.md; `manage.py ask --json` prints the same `done`)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     redact → retrieve → select evidence → answer by the backend's mode → check claims
     → store the redacted exchange + one audit event
 
-Answer modes (README, "Answer modes"; per backend in POLICYDESK_LLM_BACKENDS):
+Answer modes (docs/answers-and-retrieval.md, "Answer modes"; per backend in POLICYDESK_LLM_BACKENDS):
   - evidence: the policy sentences that answer the question are quoted at once, then the
     model writes at most a short summary of those sentences only;
   - generate: the model answers from the passages, then the quoted evidence follows.

@@ -1,6 +1,6 @@
 """Recording an answer: check its citations and claims, redact it, and store it with its
 audit event, ending the question's hand-off in the same transaction; retried while the
-database is unreachable (README, "No lost records")."""
+database is unreachable (docs/operations.md, "No lost records")."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 KINDS = ("openai", "ollama", "local")
-# How far an answer trusts the model (README, "Answer modes"): "evidence" quotes the policy
+# How far an answer trusts the model (docs/answers-and-retrieval.md, "Answer modes"): "evidence" quotes the policy
 # sentences first and lets the model add at most a short summary of them; "generate" lets the
 # model answer from the passages, followed by the quoted evidence. Both are claim-checked.
 ANSWER_MODES = ("evidence", "generate")

@@ -5,7 +5,7 @@
 # `policydesk_app` is what Daphne, Celery and beat connect as. The app role is not a superuser,
 # owns no table and so cannot disable the audit log's append-only trigger or alter a table; it
 # reads and writes rows only. The audit chain's HMAC key is in the app's environment, never in
-# the database, so even the owner cannot rewrite an event unnoticed (README, "Audit log").
+# the database, so even the owner cannot rewrite an event unnoticed (docs/privacy-and-audit.md).
 set -eu
 : "${POLICYDESK_APP_DB_PASSWORD:?set POLICYDESK_APP_DB_PASSWORD in policydesk.env}"
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
