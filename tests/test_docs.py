@@ -51,4 +51,6 @@ def test_every_relative_link_names_a_file_and_heading_that_exist(document: Path)
 
 def test_the_anchor_rule_matches_githubs() -> None:
     assert anchor("Retrieval (`rag/`)") == "retrieval-rag"
-    assert anchor("Answers: evidence first, every claim checked") == "answers-evidence-first-every-claim-checked"
+    assert (
+        anchor("Answers: evidence first, every claim checked") == "answers-evidence-first-every-claim-checked"
+    )
