@@ -476,8 +476,26 @@ def embedded_env(env_file: Path) -> dict[str, str]:
     return {**env_from_file(env_file), **os.environ, "POLICYDESK_ENV_FILE": str(env_file)}
 
 
-def manage(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
+def logs_dir(data_dir: Path) -> Path:
+    """Where `make run` writes each process's output (and `make status` says so)."""
+    return data_dir / "logs"
+
+
+def manage(*args: str, env: dict[str, str], log: Path | None = None) -> None:
+    """Run a management command; with `log`, its output goes there instead of the terminal."""
+    if log is None:
+        subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=BASE_DIR,
+            env=env,
+            check=True,
+            stdout=output,
+            stderr=output,
+        )
 
 
 def cmd_up(data_dir: Path, env_file: Path) -> int:
@@ -501,6 +519,7 @@ def cmd_status(data_dir: Path) -> int:
     status = services_status(data_dir=data_dir)
     for name, pid in status.items():
         print(f"{name:9} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    print(f"logs of make run's processes: {logs_dir(data_dir)}")
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from devserver.embedded import (
     BASE_DIR,
     embedded_env,
+    logs_dir,
     manage,
     services_down,
     services_status,
@@ -37,7 +38,7 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        print("starting embedded services (PostgreSQL, Redis, local LLM)...", flush=True)
+        print("starting the embedded services (PostgreSQL, Redis, local LLM)...", flush=True)
         urls = services_up(data_dir=data_dir)
         write_env_file(env_file, urls.as_env())
         env = embedded_env(env_file)
@@ -46,11 +47,16 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-        manage("migrate", "--noinput", env=env)
+        log_dir = logs_dir(data_dir)
+        setup_log = log_dir / "setup.log"
+        print(f"preparing the database and static files (log: {setup_log})...", flush=True)
+        manage("migrate", "--noinput", env=env, log=setup_log)
         # Vectors left by another POLICYDESK_EMBEDDER are re-embedded (a no-op when they match).
-        manage("reembed", env=env)
-        manage("seed_demo", env=env)
-        supervisor = Supervisor(env=env, cwd=BASE_DIR)
+        manage("reembed", env=env, log=setup_log)
+        manage("seed_demo", env=env, log=setup_log)
+        # WhiteNoise serves from the finders, but warns about a STATIC_ROOT that does not exist.
+        manage("collectstatic", "--noinput", env=env, log=setup_log)
+        supervisor = Supervisor(env=env, cwd=BASE_DIR, log_dir=log_dir)
         supervisor.add(
             "daphne",
             [sys.executable, "-m", "core.daphne", "-b", host, "-p", port, "config.asgi:application"],
@@ -75,6 +81,8 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         supervisor.add("celery beat", [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
                                        "--schedule", str(data_dir / "celerybeat-schedule")])  # fmt: skip
         supervisor.start_all()
+        for supervised in supervisor.processes:
+            print(f"  {supervised.name:14} log: {supervisor.log_file(supervised)}", flush=True)
         print(f"\nPolicyDesk is running at http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
         logins = data_dir / "demo-logins.txt"
         if logins.exists():
@@ -88,7 +96,7 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
             time.sleep(0.5)
         return 0
     except subprocess.CalledProcessError as exc:
-        print(f"error: {' '.join(map(str, exc.cmd[1:3]))} failed", file=sys.stderr)
+        print(f"error: {' '.join(map(str, exc.cmd[1:3]))} failed (see {logs_dir(data_dir)})", file=sys.stderr)
         return 1
     finally:
         if supervisor is not None:

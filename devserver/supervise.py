@@ -4,10 +4,14 @@ One dead Celery worker used to stop everything (Daphne, beat, PostgreSQL, Redis,
 process that exits is logged and started again after a back-off (1 s, doubling up to 60 s, back
 to 1 s once it has stayed up for a minute), and an embedded service whose process is gone is
 started again on its old port (devserver.embedded.service_port).
+
+Each process writes to its own log file (`<log_dir>/<name>.log`, appended across restarts), so
+the terminal shows only what a person needs: the URL, the logins and one line per process.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -30,11 +34,16 @@ class Supervised:
     start_after: float | None = None  # when a crashed process may start again
     restarts: int = 0
 
+    @property
+    def log_name(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") + ".log"
+
 
 @dataclass
 class Supervisor:
     env: dict[str, str]
     cwd: Path
+    log_dir: Path
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
     processes: list[Supervised] = field(default_factory=list)
 
@@ -55,7 +64,7 @@ class Supervisor:
                     supervised.delay = FIRST_DELAY
                 self.log(
                     f"{supervised.name} exited with code {process.returncode}; "
-                    f"starting it again in {supervised.delay:g} s"
+                    f"starting it again in {supervised.delay:g} s (log: {self.log_file(supervised)})"
                 )
                 supervised.process, supervised.start_after = None, now + supervised.delay
                 supervised.delay = min(supervised.delay * 2, MAX_DELAY)
@@ -77,6 +86,13 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
 
+    def log_file(self, supervised: Supervised) -> Path:
+        return self.log_dir / supervised.log_name
+
     def _start(self, supervised: Supervised) -> None:
-        supervised.process = subprocess.Popen(supervised.command, cwd=self.cwd, env=self.env)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_file(supervised).open("ab") as output:  # the child keeps its own copy
+            supervised.process = subprocess.Popen(
+                supervised.command, cwd=self.cwd, env=self.env, stdout=output, stderr=subprocess.STDOUT
+            )
         supervised.started_at, supervised.start_after = time.monotonic(), None
