@@ -38,55 +38,11 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        print("starting the embedded services (PostgreSQL, Redis, local LLM)...", flush=True)
-        urls = services_up(data_dir=data_dir)
-        write_env_file(env_file, urls.as_env())
-        env = embedded_env(env_file)
-        # Daphne, the worker and beat write metrics to files here; /metrics adds them up.
-        metrics_dir = data_dir / "metrics"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
-        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-        log_dir = logs_dir(data_dir)
-        setup_log = log_dir / "setup.log"
-        print(f"preparing the database and static files (log: {setup_log})...", flush=True)
-        manage("migrate", "--noinput", env=env, log=setup_log)
-        # Vectors left by another POLICYDESK_EMBEDDER are re-embedded (a no-op when they match).
-        manage("reembed", env=env, log=setup_log)
-        manage("seed_demo", env=env, log=setup_log)
-        # WhiteNoise serves from the finders, but warns about a STATIC_ROOT that does not exist.
-        manage("collectstatic", "--noinput", env=env, log=setup_log)
-        supervisor = Supervisor(env=env, cwd=BASE_DIR, log_dir=log_dir)
-        supervisor.add(
-            "daphne",
-            [sys.executable, "-m", "core.daphne", "-b", host, "-p", port, "config.asgi:application"],
-        )
-        supervisor.add(
-            "celery worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                "ingestion,housekeeping",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-            ],
-        )
-        supervisor.add("celery beat", [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-                                       "--schedule", str(data_dir / "celerybeat-schedule")])  # fmt: skip
+        env = _services_started(data_dir=data_dir, env_file=env_file)
+        _database_prepared(env=env, log=logs_dir(data_dir) / "setup.log")
+        supervisor = _app_supervisor(env=env, data_dir=data_dir, host=host, port=port)
         supervisor.start_all()
-        for supervised in supervisor.processes:
-            print(f"  {supervised.name:14} log: {supervisor.log_file(supervised)}", flush=True)
-        print(f"\nPolicyDesk is running at http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
-        logins = data_dir / "demo-logins.txt"
-        if logins.exists():
-            print(logins.read_text(), flush=True)
+        _announce(supervisor=supervisor, data_dir=data_dir, url=f"http://{host}:{port}/")
         last_services_check = time.monotonic()
         while not stopping:
             supervisor.check()
@@ -104,6 +60,50 @@ def run_app(*, data_dir: Path, env_file: Path) -> int:
         stopped = services_down(data_dir=data_dir)
         started = [s.name for s in supervisor.processes] if supervisor is not None else []
         print("stopped: " + ", ".join(started + stopped), flush=True)
+
+
+def _services_started(*, data_dir: Path, env_file: Path) -> dict[str, str]:
+    """Start the embedded services; returns the environment the app's processes run with."""
+    print("starting the embedded services (PostgreSQL, Redis, local LLM)...", flush=True)
+    urls = services_up(data_dir=data_dir)
+    write_env_file(env_file, urls.as_env())
+    env = embedded_env(env_file)
+    # Daphne, the worker and beat write metrics to files here; /metrics adds them up.
+    metrics_dir = data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    return env
+
+
+def _database_prepared(*, env: dict[str, str], log: Path) -> None:
+    print(f"preparing the database and static files (log: {log})...", flush=True)
+    manage("migrate", "--noinput", env=env, log=log)
+    # Vectors left by another POLICYDESK_EMBEDDER are re-embedded (a no-op when they match).
+    manage("reembed", env=env, log=log)
+    manage("seed_demo", env=env, log=log)
+    # WhiteNoise serves from the finders, but warns about a STATIC_ROOT that does not exist.
+    manage("collectstatic", "--noinput", env=env, log=log)
+
+
+def _app_supervisor(*, env: dict[str, str], data_dir: Path, host: str, port: str) -> Supervisor:
+    supervisor = Supervisor(env=env, cwd=BASE_DIR, log_dir=logs_dir(data_dir))
+    python = sys.executable
+    supervisor.add("daphne", [python, "-m", "core.daphne", "-b", host, "-p", port, "config.asgi:application"])
+    supervisor.add("celery worker", [python, "-m", "celery", "-A", "config", "worker", "-Q", "ingestion,housekeeping",
+                                     "--concurrency", "1", "--loglevel", "INFO"])  # fmt: skip
+    supervisor.add("celery beat", [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                                   "--schedule", str(data_dir / "celerybeat-schedule")])  # fmt: skip
+    return supervisor
+
+
+def _announce(*, supervisor: Supervisor, data_dir: Path, url: str) -> None:
+    for supervised in supervisor.processes:
+        print(f"  {supervised.name:14} log: {supervisor.log_file(supervised)}", flush=True)
+    print(f"\nPolicyDesk is running at {url}  (Ctrl-C stops everything)", flush=True)
+    logins = data_dir / "demo-logins.txt"
+    if logins.exists():
+        print(logins.read_text(), flush=True)
 
 
 def _restart_dead_services(data_dir: Path) -> None:

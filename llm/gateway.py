@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -265,67 +265,94 @@ class Generation:
     async def _attempt(
         self, runtime: BackendRuntime, handing_over_from: str | None
     ) -> AsyncGenerator[Token | Handover, None]:
-        result, backend = self.result, runtime.config
-        continuing = bool(result.text)
+        backend = runtime.config
+        continuing = bool(self.result.text)
         attempt = Attempt(backend.name, "failed", continuation=continuing)
-        result.attempts.append(attempt)
-        messages = continuation_messages(self.messages, result.text, backend) if continuing else self.messages
-        budget = self.max_tokens or backend.max_tokens
-        if continuing:
-            budget = max(MIN_CONTINUATION_TOKENS, budget - result.completion_tokens)
-        trimmer = RestartTrimmer(result.text if continuing else "")
+        self.result.attempts.append(attempt)
+        messages = (
+            continuation_messages(self.messages, self.result.text, backend) if continuing else self.messages
+        )
         started = time.perf_counter()
         finished = False
         try:
-            async with contextlib.aclosing(
-                self._deltas(runtime, messages, continuing, budget, attempt)
-            ) as it:
-                async for delta in it:
-                    text = trimmer.feed(delta.text)
-                    if not text:
-                        continue
-                    if attempt.tokens == 0 and continuing and handing_over_from:
-                        result.handovers.append((handing_over_from, backend.name))
-                        yield Handover(handing_over_from, backend.name)
-                    attempt.tokens += delta.events
-                    result.completion_tokens += delta.events
-                    if result.ttft_ms is None:
-                        result.ttft_ms = self._elapsed_ms()
-                    result.text += text
-                    yield Token(text)
-            tail = trimmer.flush()
-            if tail:
-                result.text += tail
-                yield Token(tail)
+            deltas = self._deltas(runtime, messages, continuing, self._budget(backend, continuing), attempt)
+            async with contextlib.aclosing(deltas) as it:
+                async for out in self._relay(it, attempt, continuing, handing_over_from):
+                    yield out
             finished = True
-            attempt.outcome = "ok"
-            result.backend = backend.name
-            runtime.breaker.record_success()
-            logger.info(
-                "llm attempt succeeded",
-                extra={"backend": backend.name, "ttft_ms": attempt.ttft_ms, "tokens": attempt.tokens},
-            )
+            self._attempt_succeeded(runtime, attempt)
         except BackendError as exc:
-            attempt.reason = exc.reason
-            runtime.breaker.record_failure(exc.reason)
-            logger.warning(
-                "llm attempt failed",
-                extra={"backend": backend.name, "reason": exc.reason, "tokens": attempt.tokens},
-            )
+            self._attempt_failed(runtime, attempt, exc)
         except (asyncio.CancelledError, GeneratorExit):
-            if self._enough:
-                attempt.outcome, result.backend = "ok", backend.name
-                runtime.breaker.record_success()
-                raise
-            attempt.outcome, attempt.reason = "cancelled", "caller_stopped"
-            result.cancelled = True
-            runtime.breaker.release_trial()
+            self._attempt_interrupted(runtime, attempt)
             raise
         finally:
             attempt.duration_ms = round((time.perf_counter() - started) * 1000, 1)
             _observe_breaker(runtime)
             if not finished and attempt.outcome == "failed" and not attempt.reason:
                 attempt.reason = "aborted"
+
+    def _budget(self, backend: BackendConfig, continuing: bool) -> int:
+        """Tokens this attempt may write: a continuation gets what the earlier ones left."""
+        budget = self.max_tokens or backend.max_tokens
+        if continuing:
+            budget = max(MIN_CONTINUATION_TOKENS, budget - self.result.completion_tokens)
+        return budget
+
+    async def _relay(
+        self,
+        deltas: AsyncIterator[Delta],
+        attempt: Attempt,
+        continuing: bool,
+        handing_over_from: str | None,
+    ) -> AsyncGenerator[Token | Handover, None]:
+        """The backend's deltas as tokens for the caller, a continuation's restart trimmed."""
+        result = self.result
+        trimmer = RestartTrimmer(result.text if continuing else "")
+        async for delta in deltas:
+            text = trimmer.feed(delta.text)
+            if not text:
+                continue
+            if attempt.tokens == 0 and continuing and handing_over_from:
+                result.handovers.append((handing_over_from, attempt.backend))
+                yield Handover(handing_over_from, attempt.backend)
+            attempt.tokens += delta.events
+            result.completion_tokens += delta.events
+            if result.ttft_ms is None:
+                result.ttft_ms = self._elapsed_ms()
+            result.text += text
+            yield Token(text)
+        tail = trimmer.flush()
+        if tail:
+            result.text += tail
+            yield Token(tail)
+
+    def _attempt_succeeded(self, runtime: BackendRuntime, attempt: Attempt) -> None:
+        attempt.outcome = "ok"
+        self.result.backend = runtime.config.name
+        runtime.breaker.record_success()
+        logger.info(
+            "llm attempt succeeded",
+            extra={"backend": runtime.config.name, "ttft_ms": attempt.ttft_ms, "tokens": attempt.tokens},
+        )
+
+    def _attempt_failed(self, runtime: BackendRuntime, attempt: Attempt, exc: BackendError) -> None:
+        attempt.reason = exc.reason
+        runtime.breaker.record_failure(exc.reason)
+        logger.warning(
+            "llm attempt failed",
+            extra={"backend": runtime.config.name, "reason": exc.reason, "tokens": attempt.tokens},
+        )
+
+    def _attempt_interrupted(self, runtime: BackendRuntime, attempt: Attempt) -> None:
+        """Cancelled by the caller: a success when the caller had enough, else a stop."""
+        if self._enough:
+            attempt.outcome, self.result.backend = "ok", runtime.config.name
+            runtime.breaker.record_success()
+            return
+        attempt.outcome, attempt.reason = "cancelled", "caller_stopped"
+        self.result.cancelled = True
+        runtime.breaker.release_trial()
 
     async def _deltas(
         self,

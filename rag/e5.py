@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from rag.vectors import EMBEDDING_DIMENSIONS, l2_normalised
+
 if TYPE_CHECKING:
     import numpy.typing as npt
     import onnx
@@ -344,7 +346,7 @@ class OnnxE5Embedder:
     """multilingual-e5-small: "query: " and "passage: " prefixes, mean pooling, L2 normalisation."""
 
     name = MODEL_NAME
-    dimensions = 384
+    dimensions = EMBEDDING_DIMENSIONS
     # One window per run: int8 activations are quantised per tensor, so padding rows in a batch
     # would change a text's vector, and batches measured slower here anyway (45 vs 33 ms a passage).
     batch_size = 1
@@ -427,9 +429,7 @@ class OnnxE5Embedder:
                 weight = max(len(ids), 1)
                 sums[index] += weight * mean
                 weights[index] += weight
-        pooled = sums / weights[:, None]
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return l2_normalised(sums / weights[:, None])
 
     def _runner(self, runs: int) -> Executor:
         """Where windows run: side by side on EMBED_THREADS threads (ONNX Runtime releases the

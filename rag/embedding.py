@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from django.conf import settings
 
 from rag import e5
+from rag.vectors import EMBEDDING_DIMENSIONS, l2_normalised
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,7 +65,7 @@ class MiniLMEmbedder:
     """sentence-transformers on PyTorch."""
 
     name = "all-MiniLM-L6-v2"
-    dimensions = 384
+    dimensions = EMBEDDING_DIMENSIONS
     batch_size = 32
 
     def __init__(self, *, threads: int) -> None:
@@ -95,7 +96,7 @@ class OnnxMiniLMEmbedder:
     """The same model on ONNX Runtime: BERT graph → mean pooling over the mask → L2 normalise."""
 
     name = "all-MiniLM-L6-v2"
-    dimensions = 384
+    dimensions = EMBEDDING_DIMENSIONS
     batch_size = 32
     max_tokens = MAX_SEQ_LENGTH
 
@@ -149,9 +150,7 @@ class OnnxMiniLMEmbedder:
         inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self._session.run(None, inputs)[0]
         weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return l2_normalised((hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None))
 
 
 def _load_sentence_transformer(*, threads: int) -> SentenceTransformer:

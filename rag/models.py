@@ -10,7 +10,8 @@ from django.db.models.expressions import CombinedExpression
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HnswIndex, VectorField
 
-EMBEDDING_DIMENSIONS = 384
+from rag.vectors import EMBEDDING_DIMENSIONS
+
 SEARCH_CONFIG = "english"
 # Vietnamese has no stemmer; its words are matched without diacritics ("nghi phep" finds
 # "nghỉ phép"): the `simple` parser with `unaccent` first (migration 0005 creates it).
