@@ -15,29 +15,59 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "bench" / "golden" / "tts-handbook.jsonl"
 
 
+HANDBOOK = ROOT.parent / "shared" / "corpus" / "tts-handbook"
+
+
+def handbook_path() -> Path:
+    """The handbook beside the checkout (../shared), or beside a worktree of it (../../shared)."""
+    for candidate in (HANDBOOK, ROOT.parent.parent / "shared" / "corpus" / "tts-handbook"):
+        if candidate.is_dir():
+            return candidate
+    return HANDBOOK
+
+
 @contextlib.contextmanager
 def scratch_django() -> Iterator[None]:
     """Fresh embedded PostgreSQL + Redis in /tmp (stopped afterwards), Django set up, migrated."""
     from config.embedded import temporary_services
 
     with temporary_services() as urls:
-        os.environ.update(urls.as_env())
-        os.environ.update(
-            {
-                "POLICYDESK_SECRET_KEY": secrets.token_urlsafe(32),
-                "POLICYDESK_AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
-                "POLICYDESK_ENV_FILE": "/dev/null",
-                "DJANGO_SETTINGS_MODULE": "config.settings",
-                "POLICYDESK_LOG_LEVEL": "WARNING",
-            }
-        )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+        _django_setup(urls.as_env())
         yield
+
+
+@contextlib.contextmanager
+def kept_django(data_dir: Path) -> Iterator[None]:
+    """Embedded PostgreSQL + Redis whose data stays in `data_dir` between runs (stopped
+    afterwards, kept on disk): tuning scripts ingest the handbook once, then re-read it."""
+    from config.embedded import services_down, services_up
+
+    try:
+        data_dir = data_dir.resolve()
+        urls = services_up(data_dir=data_dir, with_llm=False, fast=True, honour_env=False)
+        _django_setup(urls.as_env())
+        yield
+    finally:
+        services_down(data_dir=data_dir)
+
+
+def _django_setup(urls: dict[str, str]) -> None:
+    os.environ.update(urls)
+    os.environ.update(
+        {
+            "POLICYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+            "POLICYDESK_AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
+            "POLICYDESK_ENV_FILE": "/dev/null",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "POLICYDESK_LOG_LEVEL": "WARNING",
+        }
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
 
 
 def golden_questions(path: Path = GOLDEN) -> list[str]:
