@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import pickle
 import statistics
@@ -111,6 +112,8 @@ class Outcome:
     facts_total: int
     words: int
     ms: float
+    facts_quoted: int  # facts in the quotes, declined or not: what selection alone achieved
+    evidence: Any  # rag.evidence.Evidence
 
     @property
     def page_given(self) -> bool:
@@ -134,11 +137,16 @@ def run(cases: list[Case]) -> list[Outcome]:
         passages = case.retrieval.passages
         numbering = {p: n for n, p in enumerate(evidence.passages, start=1)}
         lang = "vi" if case.case.get("lang") == "vi" else "en"
-        shown = "" if declined else frame(lang, "evidence") + "\n\n"
-        shown += "" if declined else evidence_text(numbered_evidence(evidence, numbering, passages))
+        quotes = evidence_text(numbered_evidence(evidence, numbering, passages)) if evidence.sentences else ""
+        shown = "" if declined else frame(lang, "evidence") + "\n\n" + quotes
         found, total = facts_found(case=case.case, shown=shown)
-        words = sum(len(s.text.split()) for s in evidence.sentences) if not declined else 0
-        outcomes.append(Outcome(case, shown, declined, evidence.answerability, found, total, words, took))
+        quoted, _ = facts_found(case=case.case, shown=quotes)
+        words = sum(len(s.text.split()) for s in evidence.sentences)
+        outcomes.append(
+            Outcome(
+                case, shown, declined, evidence.answerability, found, total, words, took, quoted, evidence
+            )
+        )
     return outcomes
 
 
@@ -156,6 +164,7 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
         "n": len(answerable),
         "page_given": rate([o.page_given for o in answerable]),
         "facts_if_page": rate([o.facts_found == o.facts_total for o in found]),
+        "quoted": rate([o.facts_quoted == o.facts_total for o in answerable]),
         "facts_present": rate([o.facts_found == o.facts_total for o in answerable]),
         "fact_level": round(sum(o.facts_found for o in answerable) / facts, 3) if facts else None,
         "wrongly_declined": rate([o.declined for o in answerable]),
@@ -185,6 +194,7 @@ def print_table(outcomes: list[Outcome]) -> None:
         "n": "n",
         "page": "page_given",  # the first source among the passages retrieval gave
         "f|page": "facts_if_page",  # facts present when it was
+        "quoted": "quoted",  # facts in the quotes, had nothing been declined
         "facts": "facts_present",
         "f-lvl": "fact_level",
         "wr.dec": "wrongly_declined",
@@ -213,6 +223,58 @@ def print_misses(outcomes: list[Outcome], only: Callable[[Outcome], bool]) -> No
         print("    " + (o.shown.replace("\n", "\n    ") if not o.declined else "(declined)"))
 
 
+def scan(cases: list[Case], assignments: list[str]) -> None:
+    """Every combination of the listed constants, scored on the dev questions given."""
+    axes = []
+    for assignment in assignments:
+        name, _, values = assignment.partition("=")
+        axes.append([f"{name}={v}" for v in values.split(";")])
+    for combination in itertools.product(*axes):
+        for assignment in combination:
+            override(assignment)
+        outcomes = [o for o in run(cases) if o.case.golden == "answers-dev.jsonl"]
+        s = summary(outcomes)
+        by_lang = {
+            lang: summary([o for o in outcomes if o.case.case.get("lang") == lang])["quoted"]
+            for lang in ("en", "vi")
+        }
+        label = " ".join(a.rpartition(".")[2] for a in combination)
+        print(
+            f"{label:60} quoted {s['quoted']} (en {by_lang['en']} vi {by_lang['vi']}) facts {s['facts_present']} "
+            f"wr.dec {s['wrongly_declined']} declined {s['unanswerable_declined']} words {s['words_median']}",
+            flush=True,
+        )
+
+
+def fit(outcomes: list[Outcome], target: float) -> None:
+    """Per language, the signal weights and threshold that decline `target` of the unanswerable
+    dev questions while wrongly declining the fewest answerable ones (grid over the weights)."""
+    from rag.evidence.answerability import COSINE_FLOOR, COSINE_SPAN
+
+    outcomes = [o for o in outcomes if o.case.golden == "answers-dev.jsonl"]  # the unseen-style set
+    grid = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0]
+    for lang in ("en", "vi"):
+        group = [o for o in outcomes if o.evidence.lang == lang]
+        results = []
+        for passage, evidence in itertools.product(grid, grid):
+
+            def value(o: Outcome, passage: float = passage, evidence: float = evidence) -> float:
+                s = o.evidence.signals
+                return (s.cosine - COSINE_FLOOR) / COSINE_SPAN + passage * s.passage + evidence * s.evidence
+
+            unanswerable = sorted(value(o) for o in group if not o.case.answerable)
+            answerable = [value(o) for o in group if o.case.answerable]
+            if not unanswerable or not answerable:
+                continue
+            cut = unanswerable[min(len(unanswerable) - 1, int(target * len(unanswerable)))] + 1e-4
+            wrong = sum(a < cut for a in answerable) / len(answerable)
+            results.append((wrong, passage, evidence, round(cut, 3)))
+        for wrong, passage, evidence, cut in sorted(results)[:3]:
+            print(
+                f"{lang}: passage {passage} evidence {evidence} threshold {cut}: answerable wrongly declined {wrong:.3f}"
+            )
+
+
 def curve(outcomes: list[Outcome]) -> None:
     answerable = [o.answerability for o in outcomes if o.case.answerable]
     unanswerable = [o.answerability for o in outcomes if not o.case.answerable]
@@ -234,13 +296,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["snapshot", "score", "curve"])
+    parser.add_argument("command", choices=["snapshot", "score", "curve", "fit"])
+    parser.add_argument("--target", type=float, default=0.9, help="fit: share of unanswerable to decline")
     parser.add_argument("golden", type=Path, nargs="*", default=GOLDEN)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--snapshot", type=Path, default=SNAPSHOT)
     parser.add_argument("--split", choices=["tune", "check", "all"], default="all")
     parser.add_argument("--set", action="append", default=[], dest="overrides")
-    parser.add_argument("--misses", choices=["facts", "declined", "unanswerable"], default=None)
+    parser.add_argument("--scan", nargs="+", default=None, help="NAME=v1;v2 … (values split by ';')")
+    parser.add_argument("--misses", choices=["facts", "given", "declined", "unanswerable"], default=None)
     args = parser.parse_args()
     with kept_django(args.data_dir):
         if args.command == "snapshot":
@@ -252,13 +316,28 @@ def main() -> None:
         cases = [Case(**fields) for fields in stored]
         if args.split != "all":
             cases = [c for c in cases if c.split == args.split]
+        if args.scan:
+            scan(cases, args.scan)
+            return
         outcomes = run(cases)
         if args.command == "curve":
-            curve(outcomes)
+            for lang in ("en", "vi"):
+                print(f"\n{lang}:")
+                curve([o for o in outcomes if o.evidence.lang == lang])
+            return
+        if args.command == "fit":
+            fit(outcomes, args.target)
             return
         print_table(outcomes)
         if args.misses == "facts":
             print_misses(outcomes, lambda o: o.case.answerable and o.facts_found < o.facts_total)
+        elif args.misses == "given":  # the page was among the passages, and not declined
+            print_misses(
+                outcomes,
+                lambda o: (
+                    o.case.answerable and o.page_given and not o.declined and o.facts_found < o.facts_total
+                ),
+            )
         elif args.misses == "declined":
             print_misses(outcomes, lambda o: o.case.answerable and o.declined)
         elif args.misses == "unanswerable":

@@ -31,8 +31,8 @@ CANDIDATES = 40
 # Re-tuned on the tune split of bench/golden/answers-dev.jsonl with bench/retrieval_tuning.py
 # (docs/answers-and-retrieval.md has the scan); the check split and the hold-out were not used.
 TEXT_WEIGHT = 0.3
-TITLE_WEIGHT = 0.25
-SENTENCE_WEIGHT = 1.0
+TITLE_WEIGHT = 0.15
+SENTENCE_WEIGHT = 1.5
 SENTENCE_CANDIDATES = 120  # sentences read by the sentence leg (several share a chunk)
 # Whether an English question's paraphrase glossary words also join its vector (as a Vietnamese
 # question's do), or only its full-text query and evidence vocabulary.

@@ -165,14 +165,20 @@ def test_the_sentence_that_answers_outranks_a_topical_one_from_a_better_ranked_p
     assert evidence_answerable(evidence)
 
 
-def test_a_near_miss_shares_the_topic_but_is_declined(embedder: Embedder) -> None:
-    """The passages are about leave; the question asks a detail none of them holds."""
-    evidence = select(
+def test_a_near_miss_scores_below_the_question_its_passages_answer(embedder: Embedder) -> None:
+    """Both questions are about annual leave; only one asks what the passages say. The near miss
+    shares the topic's words, not the detail's, so its evidence covers less of it."""
+    answered = select(
+        "How many annual leave hours can I carry over to the next year?", [ANNUAL, LWOP], embedder
+    )
+    near_miss = select(
         "How many hours of annual leave can I donate to a colleague through the leave bank?",
         [ANNUAL, LWOP],
         embedder,
     )
-    assert not evidence_answerable(evidence)
+    assert near_miss.evidence_coverage < answered.evidence_coverage
+    assert near_miss.answerability < answered.answerability
+    assert evidence_answerable(answered)
 
 
 def test_sentences_are_embedded_with_their_title_and_heading_as_context() -> None:

@@ -27,7 +27,7 @@ from rag.evidence.words import EMAIL, NUMBER, content_words, question_words
 from rag.glossary import english_terms
 
 # Re-weighed on the tune split of bench/golden/answers-dev.jsonl (bench/evidence_tuning.py).
-WEIGHTS = {"semantic": 0.45, "lexical": 0.35, "kind": 0.12, "rank": 0.08}
+WEIGHTS = {"semantic": 0.6, "lexical": 0.35, "kind": 0.12, "rank": 0.08}
 # e5's cosine between a question and a sentence lies in ~0.70 (unrelated) .. ~0.92 (answers).
 COSINE_FLOOR, COSINE_SPAN = 0.72, 0.2
 # A passage's title and heading words count this share of a word in the sentence itself.

@@ -48,12 +48,16 @@ from rag.evidence.words import WORD, content_words
 ANSWER_WORDS = 80
 LIST_ANSWER_WORDS = 200
 PART_WORDS = 40
-MAX_SENTENCES = 4
+MAX_SENTENCES = 6
 # Sentences embedded per question, the best by the cheap signals (words, kind, passage rank):
 # stored vectors make most free, but one not stored costs ~4 ms.
 EMBEDDED_CANDIDATES = 24
 # A sentence joins the best when it scores at least this share of it.
-RUNNER_UP_SHARE = 0.82
+RUNNER_UP_SHARE = 0.7
+# The best sentence brings this many sentences after it in its paragraph: an answer often
+# goes on in the next sentence ("Award leave expires one year after it is issued. It is not
+# paid out when you leave.").
+FOLLOWING = 1
 # The hard cap, as a multiple of the budget: a long list keeps its lead-in and first items.
 HARD_CAP = 1.25
 ANAPHORA = re.compile(
@@ -252,9 +256,14 @@ def _choose(
             continue
         if anchors >= MAX_SENTENCES:
             break
-        group = _with_neighbours(sentence, by_passage[sentence.passage], wants_list)
+        siblings = by_passage[sentence.passage]
+        group = _with_neighbours(sentence, siblings, wants_list)
         if group == [sentence] and announces(sentence):
             group = _list_elsewhere(sentence, by_passage, documents) or group
+        if not chosen and group[-1] is sentence:
+            group += _following(sentence, siblings)
+        if not chosen and any(s.is_list_item for s in group):
+            budget = max(budget, LIST_ANSWER_WORDS)  # the best sentence opens a list: room for it
         new = [s for s in group if not _holds(chosen, s)]
         cost = sum(s.words for s in new)
         if chosen and words + cost > budget:
@@ -281,6 +290,11 @@ def _list_elsewhere(
             if " ".join(sibling.text.split()) == key and introduces_list(siblings, i):
                 return [sibling, *list_after(siblings, i)]
     return []
+
+
+def _following(sentence: Sentence, siblings: list[Sentence]) -> list[Sentence]:
+    after = siblings[sentence.index + 1 : sentence.index + 1 + FOLLOWING]
+    return [s for s in after if s.line == sentence.line and not s.is_list_item]
 
 
 def _holds(chosen: list[Sentence], sentence: Sentence) -> bool:
