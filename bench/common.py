@@ -37,18 +37,22 @@ def scratch_django() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def kept_django(data_dir: Path) -> Iterator[None]:
-    """Embedded PostgreSQL + Redis whose data stays in `data_dir` between runs (stopped
-    afterwards, kept on disk): tuning scripts ingest the handbook once, then re-read it."""
-    from config.embedded import services_down, services_up
+def kept_django(data_dir: Path, *, with_llm: bool = False) -> Iterator[None]:
+    """Embedded PostgreSQL + Redis (and with_llm, the local model's server) whose data stays in
+    `data_dir` between runs (stopped afterwards, kept on disk): tuning scripts ingest the
+    handbook once, then re-read it."""
+    from config.embedded import services_down, services_status, services_up
 
+    data_dir = data_dir.resolve()
+    # Services another run started are left to it: stopping them would cut that run off.
+    already_running = any(services_status(data_dir=data_dir).values())
     try:
-        data_dir = data_dir.resolve()
-        urls = services_up(data_dir=data_dir, with_llm=False, fast=True, honour_env=False)
+        urls = services_up(data_dir=data_dir, with_llm=with_llm, fast=True, honour_env=False)
         _django_setup(urls.as_env())
         yield
     finally:
-        services_down(data_dir=data_dir)
+        if not already_running:
+            services_down(data_dir=data_dir)
 
 
 def _django_setup(urls: dict[str, str]) -> None:

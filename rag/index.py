@@ -207,7 +207,7 @@ def sentence_vectors_fill(
 def sentence_rows_store(*, chunks: Sequence[Chunk]) -> None:
     """The chunks' sentence rows (the sentence leg of retrieval), from their stored vectors."""
     ChunkSentence.objects.filter(chunk__in=[c.pk for c in chunks]).delete()
-    rows = []
+    rows: list[ChunkSentence] = []
     for chunk in chunks:
         if not chunk.sentence_vectors:
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -41,7 +42,7 @@ CASES = [
 ]
 
 
-def evaluate(golden: Path, *args: str) -> tuple[list[dict[str, object]], dict[str, object]]:
+def evaluate(golden: Path, *args: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     # Every backend is down (nothing listens on port 9), and configured for evidence mode.
     down = BackendConfig(
         name="local", kind="local", base_url="http://127.0.0.1:9/v1", model="m", connect_timeout=0.2

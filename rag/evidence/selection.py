@@ -154,7 +154,7 @@ def evidence_select(
     overall = scored[0]
     ranked = sorted(pool, key=lambda s: (-overall[id(s)], s.passage, s.index))
     best = ranked[0]
-    picks = [best, *(max(pool, key=lambda s, p=p: p[id(s)]) for p in scored[1:])]
+    picks = [best, *(_best_for(part, pool) for part in scored[1:])]
     picks += [s for s in ranked[1:] if overall[id(s)] >= RUNNER_UP_SHARE * overall[id(best)]]
     budget = (LIST_ANSWER_WORDS if whole.intent.wants_list else ANSWER_WORDS) + PART_WORDS * (
         len(queries) - 1
@@ -185,6 +185,10 @@ def evidence_select(
         evidence_coverage=round(_evidence_coverage(whole, chosen, words, contexts, idf), 4),
         lang=lang,
     )
+
+
+def _best_for(part: dict[int, float], pool: list[Sentence]) -> Sentence:
+    return max(pool, key=lambda s: part[id(s)])
 
 
 def _vectors(
