@@ -54,6 +54,7 @@ class RetrievedChunk:
     score: float
     vector_rank: int | None
     text_rank: int | None
+    sentence_rank: int | None  # the rank of the chunk's best sentence in the sentence leg
     # The passage's sentence vectors from ingestion (rag.models.Chunk.sentence_vectors).
     sentence_vectors: bytes | None = field(default=None, repr=False, compare=False)
     sentence_model: str = ""
@@ -160,7 +161,7 @@ candidates AS (
     GROUP BY id
 ),
 fused AS (
-    SELECT k.id, k.vector_rank, k.text_rank,
+    SELECT k.id, k.vector_rank, k.text_rank, k.sentence_rank,
            COALESCE(1.0 / ({RRF_K} + k.vector_rank), 0)
              + %(text_weight)s * COALESCE(1.0 / ({RRF_K} + k.text_rank), 0)
              + %(sentence_weight)s * COALESCE(1.0 / ({RRF_K} + k.sentence_rank), 0)
@@ -170,7 +171,7 @@ fused AS (
     LEFT JOIN title_hits th ON th.document_id = c.document_id
 )
 SELECT c.id, c.document_id, d.title, d.source_path, c.heading_path, c.page, c.text,
-       f.score, f.vector_rank, f.text_rank, c.sentence_vectors, c.sentence_model
+       f.score, f.vector_rank, f.text_rank, f.sentence_rank, c.sentence_vectors, c.sentence_model
 FROM fused f
 JOIN rag_chunk c ON c.id = f.id
 JOIN rag_document d ON d.id = c.document_id
