@@ -204,8 +204,9 @@ def sentence_vectors_fill(
     return done + _sentence_rows_fill(mark)
 
 
-def sentence_rows_store(*, chunks: Sequence[Chunk]) -> None:
-    """The chunks' sentence rows (the sentence leg of retrieval), from their stored vectors."""
+def sentence_rows_store(*, chunks: Sequence[Chunk]) -> int:
+    """The chunks' sentence rows (the sentence leg of retrieval), from their stored vectors;
+    returns how many chunks got rows."""
     ChunkSentence.objects.filter(chunk__in=[c.pk for c in chunks]).delete()
     rows: list[ChunkSentence] = []
     for chunk in chunks:
@@ -219,6 +220,7 @@ def sentence_rows_store(*, chunks: Sequence[Chunk]) -> None:
             for i, vector in enumerate(vectors)
         )
     ChunkSentence.objects.bulk_create(rows, batch_size=1000)
+    return len({row.chunk_id for row in rows})
 
 
 def _sentence_rows_fill(mark: str) -> int:
@@ -227,11 +229,16 @@ def _sentence_rows_fill(mark: str) -> int:
     missing = Chunk.objects.filter(
         sentence_model=mark, sentence_vectors__isnull=False, sentences__isnull=True
     )
-    done = 0
-    while batch := list(missing.only("id", "document_id", "sentence_vectors")[:SENTENCE_FILL_BATCH]):
+    done, last = 0, 0
+    # By id: a chunk without sentences gets no rows and would be found again and again.
+    while batch := list(
+        missing.filter(id__gt=last)
+        .order_by("id")
+        .only("id", "document_id", "sentence_vectors")[:SENTENCE_FILL_BATCH]
+    ):
         with transaction.atomic():
-            sentence_rows_store(chunks=batch)
-        done += len(batch)
+            done += sentence_rows_store(chunks=batch)
+        last = batch[-1].pk
     return done
 
 
