@@ -72,7 +72,7 @@ def load_synthetic_chunks(count: int) -> tuple[float, float]:
             document_id = cursor.fetchone()[0]
             with cursor.copy(
                 "COPY rag_chunk (document_id, ordinal, text, heading_path, document_title, lang, token_count,"
-                " embedding) FROM STDIN"
+                " embedding, sentence_model) FROM STDIN"
             ) as copy:
                 for i in range(per_doc):
                     n = d * per_doc + i
@@ -88,6 +88,7 @@ def load_synthetic_chunks(count: int) -> tuple[float, float]:
                             "en",
                             len(text.split()),
                             vector,
+                            "",  # no stored sentence vectors: the rows below stand for them
                         )
                     )
             _load_sentence_rows(cursor, document_id, _unit_vectors(generator, per_doc * SENTENCES_PER_CHUNK))
