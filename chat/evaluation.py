@@ -1,8 +1,10 @@
 """Answer quality, scored on what the user finally sees (`manage.py evaluate_answers`).
 
-Each golden line is `{"question", "sources": [...], "facts": [...], "lang", "kind"}`; other
-keys are ignored, and empty `sources` marks a question the policies do not answer. The
-question runs through the same pipeline as the chat socket, with the configured backends.
+Each golden line is `{"question", "sources": [...], "facts": [...], "lang", "kind"}`, optionally
+with `"phrasing"` (keyword / paraphrase), `"near_miss"` (an unanswerable question whose topic
+the policies cover) and `"split"` (tune / check); other keys are ignored, and empty `sources`
+marks a question the policies do not answer. The question runs through the same pipeline as
+the chat socket, with the configured backends.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,14 @@ def normalised(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def facts_found(*, case: dict[str, Any], shown: str) -> tuple[int, int]:
+    """How many of the case's facts the shown answer holds (verbatim, case and spacing aside),
+    of how many."""
+    facts = [normalised(f) for f in case.get("facts", [])]
+    text = normalised(shown)
+    return sum(1 for f in facts if f in text), len(facts)
+
+
 @dataclass
 class Scored:
     question: str
@@ -56,6 +66,11 @@ class Scored:
     kind: str
     answerable: bool
     facts_present: bool | None
+    facts_found: int
+    facts_total: int
+    phrasing: str
+    near_miss: bool | None
+    split: str
     declined: bool
     primary_given: bool | None
     primary_cited: bool | None
@@ -73,8 +88,7 @@ class Scored:
 def score_answer(*, case: dict[str, Any], shown: str, done: Done) -> Scored:
     sources = case.get("sources", [])
     answerable = bool(sources)
-    facts = [normalised(f) for f in case.get("facts", [])]
-    text = normalised(shown)
+    found, total = facts_found(case=case, shown=shown)
     given = [c for c in done.citations]
     numbers = {c["n"] for c in given}
     primary = sources[0] if sources else None
@@ -83,7 +97,12 @@ def score_answer(*, case: dict[str, Any], shown: str, done: Done) -> Scored:
         lang=case.get("lang", "en"),
         kind=case.get("kind", "unanswerable" if not answerable else "fact"),
         answerable=answerable,
-        facts_present=all(f in text for f in facts) if answerable else None,
+        facts_present=found == total if answerable else None,
+        facts_found=found,
+        facts_total=total,
+        phrasing=str(case.get("phrasing", "")),
+        near_miss=bool(case["near_miss"]) if not answerable and "near_miss" in case else None,
+        split=str(case.get("split", "")),
         declined=done.declined,
         primary_given=any(c["source_path"] == primary for c in given) if primary else None,
         primary_cited=any(c["source_path"] == primary and c["cited"] for c in given) if primary else None,
@@ -132,12 +151,16 @@ def summarise(scored: list[Scored]) -> dict[str, Any]:
     answered = [s for s in scored if not s.declined]
     first = [s.first_content_ms for s in scored if s.first_content_ms is not None]
     total = [s.total_ms for s in scored if s.total_ms is not None]
+    facts = sum(s.facts_total for s in answerable)
     return {
         "questions": len(scored),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
         "facts_present": _rate(s.facts_present for s in answerable),
+        # Share of all facts of all answerable questions that were shown.
+        "facts_level": round(sum(s.facts_found for s in answerable) / facts, 3) if facts else None,
         "unanswerable_declined": _rate(s.declined for s in unanswerable),
+        "near_miss_declined": _rate(s.declined for s in unanswerable if s.near_miss),
         "answerable_wrongly_declined": _rate(s.declined for s in answerable),
         "primary_source_given": _rate(s.primary_given for s in answerable),
         "primary_source_cited": _rate(s.primary_cited for s in answerable),
@@ -152,15 +175,21 @@ def summarise(scored: list[Scored]) -> dict[str, Any]:
     }
 
 
-def report(scored: list[Scored]) -> dict[str, Any]:
-    """Overall, by language and by kind."""
-    by_lang = {
-        lang: summarise([s for s in scored if s.lang == lang]) for lang in sorted({s.lang for s in scored})
+def report(scored: list[Scored], *, mode: str | None = None) -> dict[str, Any]:
+    """Overall, by language, kind, phrasing (alone and with the language) and dev split."""
+    breakdowns: dict[str, Callable[[Scored], str]] = {
+        "by_lang": lambda s: s.lang,
+        "by_kind": lambda s: s.kind,
+        "by_phrasing": lambda s: s.phrasing,
+        "by_lang_phrasing": lambda s: f"{s.lang}/{s.phrasing}" if s.phrasing else "",
+        "by_split": lambda s: s.split,
     }
-    by_kind = {
-        kind: summarise([s for s in scored if s.kind == kind]) for kind in sorted({s.kind for s in scored})
-    }
-    return {**summarise(scored), "by_lang": by_lang, "by_kind": by_kind}
+    result: dict[str, Any] = {"mode": mode, **summarise(scored)} if mode else summarise(scored)
+    for name, label_of in breakdowns.items():
+        labels = sorted({label_of(s) for s in scored} - {""})
+        if labels or name in ("by_lang", "by_kind"):
+            result[name] = {label: summarise([s for s in scored if label_of(s) == label]) for label in labels}
+    return result
 
 
 def scored_as_json(scored: Scored) -> str:

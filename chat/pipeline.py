@@ -56,9 +56,8 @@ from core.tracing import new_id, trace_id_var
 from llm.config import llm_backends
 from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, Token, get_gateway
 from privacy.services import text_redact, vault_for
-from rag.evidence import evidence_answerable, evidence_select, question_topic
-from rag.index import sentence_vectors, sentence_vectors_seed
-from rag.selectors import question_vector, retrieve_for_question
+from rag.evidence import evidence_answerable
+from rag.selectors import question_evidence, retrieve_for_question
 
 TITLE_CHARS = 80
 logger = logging.getLogger(__name__)
@@ -107,19 +106,7 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
             },
         )
         started = time.perf_counter()
-        sentence_vectors_seed(passages=passages)  # stored at ingestion: nothing to embed here
-        # Sentences are compared with what the question asks, without the personal data around it.
-        topic = question_topic(redaction.text)
-        vector = retrieval.question_vector
-        if topic != redaction.text and topic:
-            vector = question_vector(topic, retrieval.english_terms)
-        evidence = evidence_select(
-            question=topic or redaction.text,
-            passages=passages,
-            question_vector=vector,
-            embed=sentence_vectors,
-            extra_terms=retrieval.english_terms,
-        )
+        evidence = question_evidence(question=redaction.text, retrieval=retrieval)
         evidence_ms = _ms(started)
         history = [(m.role, m.text) for m in conversation.messages.order_by("-created_at")[:8]][::-1]
         message_id = uuid.uuid4()

@@ -3,6 +3,11 @@
 all-MiniLM-L6-v2 reads at most 256 word-pieces, and each chunk is embedded together with
 its heading path, so a chunk's body gets what the window leaves after the headings (about
 200-240 tokens). Chunks overlap by about 40 tokens of whole sentences.
+
+A chunk keeps its text's blocks on their own lines: a paragraph (its hard-wrapped source lines
+joined), a list item, a table row. Evidence selection quotes list items one by one from
+those lines (rag/evidence/sentences.py); a chunk flattened to one line made a twelve-step
+procedure one 160-word "sentence".
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ OVERLAP_TOKENS = 40
 SMALL_SECTION_TOKENS = 60
 HEADING_SEPARATOR = " > "
 SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+")
+# A line that starts a block of its own rather than continuing the one before: a list item, a
+# table row, a quote, or a line after a blank one.
+BLOCK_START = re.compile(r"^\s*(?:[-*•+]\s|\d{1,2}[.)]\s|\||>)")
 
 
 @dataclass
@@ -35,12 +43,33 @@ class ChunkDraft:
 
 
 def split_sentences(text: str) -> list[str]:
-    sentences: list[str] = []
+    return [sentence for sentence, _ in _units(text)]
+
+
+def text_blocks(text: str) -> list[str]:
+    """Paragraphs, list items and table rows, each on one line: hard-wrapped lines joined."""
+    blocks: list[str] = []
+    after_blank = True
     for line in text.split("\n"):
-        line = line.strip()
-        if line:
-            sentences.extend(s for s in SENTENCE_END.split(line) if s.strip())
-    return sentences
+        stripped = line.strip()
+        if not stripped:
+            after_blank = True
+            continue
+        if after_blank or not blocks or BLOCK_START.match(line):
+            blocks.append(stripped)
+        else:
+            blocks[-1] = f"{blocks[-1]} {stripped}"
+        after_blank = False
+    return blocks
+
+
+def _units(text: str) -> list[tuple[str, bool]]:
+    """The text's sentences, each with whether it begins a block (a new line in the chunk)."""
+    units: list[tuple[str, bool]] = []
+    for block in text_blocks(text):
+        pieces = [s for s in SENTENCE_END.split(block) if s.strip()]
+        units.extend((piece, i == 0) for i, piece in enumerate(pieces))
+    return units
 
 
 def chunk_document(parsed: ParsedDocument, *, count_tokens: Callable[[str], int]) -> list[ChunkDraft]:
@@ -79,12 +108,17 @@ def _merge_into_previous(
     return True
 
 
+# A sentence and its token count, and whether it begins a line of its own in the chunk.
+Unit = tuple[str, int, bool]
+
+
 def _pack(section: Section, *, budget: int, count_tokens: Callable[[str], int]) -> list[tuple[str, int]]:
-    units: list[tuple[str, int]] = []
-    for sentence in split_sentences(section.text):
-        units.extend(_split_long(sentence, budget, count_tokens))
+    units: list[Unit] = []
+    for sentence, new_line in _units(section.text):
+        parts = _split_long(sentence, budget, count_tokens)
+        units.extend((text, tokens, new_line and i == 0) for i, (text, tokens) in enumerate(parts))
     pieces: list[tuple[str, int]] = []
-    current: list[tuple[str, int]] = []
+    current: list[Unit] = []
     for unit in units:
         if current and _size([*current, unit]) > budget:
             pieces.append(_join(current))
@@ -123,9 +157,9 @@ def _split_word(word: str, budget: int, count_tokens: Callable[[str], int]) -> l
     return [word[start : start + size] for start in range(0, len(word), size)]
 
 
-def _overlap(units: list[tuple[str, int]], room: int) -> list[tuple[str, int]]:
+def _overlap(units: list[Unit], room: int) -> list[Unit]:
     """The last whole sentences of a chunk, up to OVERLAP_TOKENS, to start the next one."""
-    kept: list[tuple[str, int]] = []
+    kept: list[Unit] = []
     for unit in reversed(units):
         if _size([unit, *kept]) > min(OVERLAP_TOKENS, room):
             break
@@ -133,9 +167,12 @@ def _overlap(units: list[tuple[str, int]], room: int) -> list[tuple[str, int]]:
     return kept
 
 
-def _size(units: list[tuple[str, int]]) -> int:
-    return sum(tokens for _, tokens in units) + len(units)
+def _size(units: list[Unit]) -> int:
+    return sum(tokens for _, tokens, _ in units) + len(units)
 
 
-def _join(units: list[tuple[str, int]]) -> tuple[str, int]:
-    return " ".join(text for text, _ in units), _size(units)
+def _join(units: list[Unit]) -> tuple[str, int]:
+    text = "".join(
+        ("\n" if new_line and i else " " if i else "") + body for i, (body, _, new_line) in enumerate(units)
+    )
+    return text, _size(units)

@@ -28,16 +28,31 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from rag.embedding import MODEL_OF_CHOICE, Embedder, embedder_for_model, get_embedder
-from rag.evidence import sentences_of
-from rag.models import Chunk, Document, EmbeddingIndex
+from rag.evidence import sentence_in_context, sentences_of
+from rag.models import EMBEDDING_DIMENSIONS, Chunk, ChunkSentence, Document, EmbeddingIndex
 
 INDEX_STATE_TTL = 5.0  # seconds a process trusts its last read of the index's model
 REEMBED_BATCH = 32
 
 
+# Stored sentence vectors are marked with their model and this format: bumped when sentence
+# splitting or the context embedded with each sentence changes, so that `manage.py reembed`
+# stores them again (2: each sentence embedded after its document title and heading path).
+SENTENCE_FORMAT = 2
+
+
+def sentence_mark(model: str) -> str:
+    """What `Chunk.sentence_model` holds for vectors of `model` in the current format."""
+    return f"{model}#s{SENTENCE_FORMAT}"
+
+
 class StoredSentences(Protocol):
     @property
     def text(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def heading_path(self) -> str: ...
     @property
     def sentence_vectors(self) -> bytes | None: ...
     @property
@@ -91,8 +106,9 @@ SENTENCE_CACHE_SIZE = 20_000  # ~31 MB of vectors: the sentences of the policies
 
 
 def sentence_vectors(texts: list[str]) -> list[list[float]]:
-    """Passage-side embeddings of sentences (evidence selection), with the index's model.
-    Cached: the same policy sentences answer many questions, and one costs ~4 ms."""
+    """Passage-side embeddings of sentences in their context (`sentence_in_context`: evidence
+    selection), with the index's model. Cached: the same policy sentences answer many
+    questions, and one costs ~4 ms."""
     embedder = query_embedder()
     model = getattr(embedder, "name", "")
     with _sentence_lock:
@@ -115,9 +131,12 @@ def sentence_vectors_seed(*, passages: Sequence[StoredSentences]) -> int:
     model = getattr(query_embedder(), "name", "")
     added = 0
     for passage in passages:
-        if not passage.sentence_vectors or passage.sentence_model != model:
+        if not passage.sentence_vectors or passage.sentence_model != sentence_mark(model):
             continue
-        texts = [s.text for s in sentences_of(passage.text)]
+        texts = [
+            sentence_in_context(passage.title, passage.heading_path, s.text)
+            for s in sentences_of(passage.text)
+        ]
         vectors = np.frombuffer(passage.sentence_vectors, dtype=np.float16)
         if not texts or vectors.size % len(texts):
             continue  # not this text's sentences (split differently): embedded live instead
@@ -133,9 +152,19 @@ def sentence_vectors_seed(*, passages: Sequence[StoredSentences]) -> int:
 SENTENCE_FILL_BATCH = 32  # chunks per transaction
 
 
-def sentence_vector_bytes(*, texts: list[str], embedder: Embedder) -> list[bytes]:
-    """For each chunk text, its sentences' vectors (rag.evidence.sentences_of) as float16 bytes."""
-    per_chunk = [[s.text for s in sentences_of(text)] for text in texts]
+@dataclass(frozen=True)
+class PassageText:
+    text: str
+    title: str
+    heading_path: str
+
+
+def sentence_vector_bytes(*, passages: Sequence[PassageText], embedder: Embedder) -> list[bytes]:
+    """For each chunk, its sentences' vectors (rag.evidence.sentences_of, each embedded in its
+    context: `sentence_in_context`) as float16 bytes."""
+    per_chunk = [
+        [sentence_in_context(p.title, p.heading_path, s.text) for s in sentences_of(p.text)] for p in passages
+    ]
     flat = [sentence for sentences in per_chunk for sentence in sentences]
     vectors = [v for i in range(0, len(flat), 64) for v in embedder.embed_documents(flat[i : i + 64])]
     array = np.asarray(vectors, dtype=np.float16).reshape(len(flat), embedder.dimensions)
@@ -151,18 +180,66 @@ def sentence_vectors_fill(
 ) -> int:
     """Store sentence vectors for every chunk that lacks them for `embedder`'s model (chunks
     ingested before they existed, or under another model). Resumable; returns how many."""
-    stale = Chunk.objects.exclude(sentence_model=embedder.name, sentence_vectors__isnull=False)
+    mark = sentence_mark(embedder.name)
+    stale = Chunk.objects.exclude(sentence_model=mark, sentence_vectors__isnull=False)
     total, done = stale.count(), 0
     while True:
-        batch = list(stale.order_by("id").only("id", "text")[:SENTENCE_FILL_BATCH])
+        batch = list(
+            stale.order_by("id").only("id", "document_id", "text", "heading_path", "document_title")[
+                :SENTENCE_FILL_BATCH
+            ]
+        )
         if not batch:
-            return done
-        stored = sentence_vector_bytes(texts=[c.text for c in batch], embedder=embedder)
+            break
+        stored = sentence_vector_bytes(
+            passages=[PassageText(c.text, c.document_title, c.heading_path) for c in batch], embedder=embedder
+        )
         with transaction.atomic():
             for chunk, data in zip(batch, stored, strict=True):
-                Chunk.objects.filter(id=chunk.id).update(sentence_vectors=data, sentence_model=embedder.name)
+                chunk.sentence_vectors, chunk.sentence_model = data, mark
+                Chunk.objects.filter(id=chunk.id).update(sentence_vectors=data, sentence_model=mark)
+            sentence_rows_store(chunks=batch)
         done += len(batch)
         on_progress(ReembedProgress("sentences", done, total))
+    return done + _sentence_rows_fill(mark)
+
+
+def sentence_rows_store(*, chunks: Sequence[Chunk]) -> int:
+    """The chunks' sentence rows (the sentence leg of retrieval), from their stored vectors;
+    returns how many chunks got rows."""
+    ChunkSentence.objects.filter(chunk__in=[c.pk for c in chunks]).delete()
+    rows: list[ChunkSentence] = []
+    for chunk in chunks:
+        if not chunk.sentence_vectors:
+            continue
+        vectors = np.frombuffer(bytes(chunk.sentence_vectors), dtype=np.float16).reshape(
+            -1, EMBEDDING_DIMENSIONS
+        )
+        rows.extend(
+            ChunkSentence(chunk_id=chunk.pk, document_id=chunk.document_id, ordinal=i, embedding=vector)
+            for i, vector in enumerate(vectors)
+        )
+    ChunkSentence.objects.bulk_create(rows, batch_size=1000)
+    return len({row.chunk_id for row in rows})
+
+
+def _sentence_rows_fill(mark: str) -> int:
+    """Rows for chunks whose vectors are current but have none (the index moved model, or the
+    rows came after the vectors); returns how many chunks."""
+    missing = Chunk.objects.filter(
+        sentence_model=mark, sentence_vectors__isnull=False, sentences__isnull=True
+    )
+    done, last = 0, 0
+    # By id: a chunk without sentences gets no rows and would be found again and again.
+    while batch := list(
+        missing.filter(id__gt=last)
+        .order_by("id")
+        .only("id", "document_id", "sentence_vectors")[:SENTENCE_FILL_BATCH]
+    ):
+        with transaction.atomic():
+            done += sentence_rows_store(chunks=batch)
+        last = batch[-1].pk
+    return done
 
 
 def sentence_cache_clear() -> None:
@@ -246,6 +323,8 @@ def index_reembed(
         # Passages stored between the last batch and this lock are embedded here, inside it.
         _fill_next_vectors(embedder, lambda _: None)
         Chunk.objects.update(embedding=F("next_embedding"), next_embedding=None)
+        # The sentence leg holds the old model's vectors: gone until `sentence_vectors_fill`.
+        ChunkSentence.objects.all().delete()
         Document.objects.exclude(next_title_embedding=None).update(
             title_embedding=F("next_title_embedding"), next_title_embedding=None
         )

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Case, Q, When
 from django.db.models.expressions import CombinedExpression
 from django.utils.translation import gettext_lazy as _
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import HalfVectorField, HnswIndex, VectorField
 
 from rag.vectors import EMBEDDING_DIMENSIONS
 
@@ -134,6 +134,39 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class ChunkSentence(models.Model):
+    """One sentence of a chunk, for the sentence leg of retrieval: a chunk scores by its best
+    sentence (a paraphrased question often matches one sentence, not the passage as a whole).
+
+    The vector is the chunk's stored sentence vector (`Chunk.sentence_vectors`, embedded with
+    the document title and heading path as context), in half precision: the handbook has ~5
+    sentences per chunk. Rows are rewritten with the chunk's sentence vectors and removed when
+    the index moves to another model, until `manage.py reembed` fills them again.
+    """
+
+    chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="sentences")
+    # The chunk's document, repeated so the access filter needs no join inside the vector scan.
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+")
+    ordinal = models.PositiveSmallIntegerField()
+    embedding = HalfVectorField(dimensions=EMBEDDING_DIMENSIONS)
+
+    class Meta:
+        ordering = ["chunk_id", "ordinal"]
+        indexes = [
+            HnswIndex(
+                name="sentence_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["halfvec_cosine_ops"],
+            ),
+            models.Index(fields=["document"], name="sentence_document"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chunk_id}.{self.ordinal}"
 
 
 class EmbeddingIndex(models.Model):

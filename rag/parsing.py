@@ -262,6 +262,10 @@ MAX_METADATA_VALUE_CHARS = 1000
 MAX_METADATA_LIST_ITEMS = 50
 MAX_METADATA_KEYS = 50
 MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+# Links whose text wraps onto the next source line, and reference links ("[the form][form]"):
+# reduced to their text before the text is read line by line.
+MD_WRAPPED_LINK = re.compile(r"!?\[([^\]\n]*\n[^\]\n]*)\]\([^)\n]*\)")
+MD_REFERENCE_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
 MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 
@@ -280,6 +284,7 @@ def _parse_markdown(data: bytes, fallback_title: str) -> ParsedDocument:
             metadata = loaded
         text = text[match.end() :]
     text = strip_template_tags(text)
+    text = MD_REFERENCE_LINK.sub(r"\1", MD_WRAPPED_LINK.sub(r"\1", text))
     builder = _SectionBuilder()
     title = str(metadata.get("title") or "").strip()
     in_code = False

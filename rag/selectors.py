@@ -13,27 +13,33 @@ from django.db.models import Count, QuerySet
 
 from accounts.roles import ROLE_NAMES
 from privacy.language import detect_language
-from rag.glossary import english_terms
-from rag.index import query_embedder
+from rag.evidence import Evidence, evidence_select, question_topic
+from rag.glossary import english_paraphrase_terms, english_terms
+from rag.index import query_embedder, sentence_vectors, sentence_vectors_seed
 from rag.models import EMBEDDING_DIMENSIONS, SEARCH_CONFIG, VIETNAMESE_SEARCH_CONFIG, Document, DocumentStatus
 
 RRF_K = 60  # the constant from Cormack et al.'s reciprocal rank fusion
 CANDIDATES = 40
-# Full text is OR-ed over every word of a question, so its ranking is noisier than the
-# vector ranking; it breaks ties and rescues exact terms (titles, form names, acronyms).
-# Third signal: how well the document's title alone matches the question, given to every
-# candidate chunk of that document. Questions often name the subject of a whole page ("the
-# Chicago office", "open source") in words its body rarely repeats.
-# Both weights re-tuned for multilingual-e5-small on the dev part of bench/golden (56
-# questions; English / Vietnamese recall@5): text 0.1-0.3 by title 0-0.4 scanned; title 0:
-# 0.92 / 0.76-0.88, title 0.2-0.3: 0.90-0.92 / 0.94-1.00, title 0.4: 0.87-0.90 / 0.94-1.00.
-# Text 0.3 with title 0.2 or 0.25 were the pairs at 0.92 / 0.94; 0.25 had the higher MRR
-# (0.76). The title signal now mostly serves Vietnamese questions. The hold-out is scored apart.
+# Four rankings are fused by reciprocal rank fusion, each with its weight:
+#   - vector: the chunk's embedding (its text after its title and heading path);
+#   - sentence: the chunk's best sentence (each embedded after its title and heading path): a
+#     paraphrased question often matches one sentence better than the passage as a whole;
+#   - text: full text, OR-ed over every word of the question, so noisier; it breaks ties and
+#     rescues exact terms (titles, form names, acronyms);
+#   - title: how well the chunk's document title alone matches the question: questions often
+#     name the subject of a whole page ("the Chicago office", "open source").
+# Re-tuned on the tune split of bench/golden/answers-dev.jsonl with bench/retrieval_tuning.py
+# (docs/answers-and-retrieval.md has the scan); the check split and the hold-out were not used.
 TEXT_WEIGHT = 0.3
-TITLE_WEIGHT = 0.25
+TITLE_WEIGHT = 0.15
+SENTENCE_WEIGHT = 1.5
+SENTENCE_CANDIDATES = 120  # sentences read by the sentence leg (several share a chunk)
+# Whether an English question's paraphrase glossary words also join its vector (as a Vietnamese
+# question's do), or only its full-text query and evidence vocabulary.
+PARAPHRASES_IN_VECTOR = False
 TITLE_CANDIDATES = 20
 TEXT_SCAN_LIMIT = 1500
-Mode = Literal["hybrid", "vector", "text"]
+Mode = Literal["hybrid", "vector", "text", "sentence"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class RetrievedChunk:
     score: float
     vector_rank: int | None
     text_rank: int | None
+    sentence_rank: int | None  # the rank of the chunk's best sentence in the sentence leg
     # The passage's sentence vectors from ingestion (rag.models.Chunk.sentence_vectors).
     sentence_vectors: bytes | None = field(default=None, repr=False, compare=False)
     sentence_model: str = ""
@@ -122,6 +129,19 @@ text_matches AS (
         LIMIT {TEXT_SCAN_LIMIT}
     )
 ),
+sentence_hits AS (
+    SELECT chunk_id AS id, row_number() OVER (ORDER BY min(distance), chunk_id) AS rank
+    FROM (
+        SELECT s.chunk_id, s.embedding <=> %(embedding)s::halfvec AS distance
+        FROM rag_chunksentence s
+        WHERE s.document_id IN (SELECT id FROM visible) AND %(use_sentences)s
+        ORDER BY s.embedding <=> %(embedding)s::halfvec
+        LIMIT {SENTENCE_CANDIDATES}
+    ) nearest_sentences
+    GROUP BY chunk_id
+    ORDER BY min(distance), chunk_id
+    LIMIT %(candidates)s
+),
 text_hits AS (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM (
@@ -130,20 +150,28 @@ text_hits AS (
     ) matched
 ),
 candidates AS (
-    SELECT COALESCE(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank
-    FROM vector_hits v FULL OUTER JOIN text_hits t ON v.id = t.id
+    SELECT id, min(vector_rank) AS vector_rank, min(text_rank) AS text_rank,
+           min(sentence_rank) AS sentence_rank
+    FROM (
+        SELECT id, rank AS vector_rank, NULL::bigint AS text_rank, NULL::bigint AS sentence_rank
+        FROM vector_hits
+        UNION ALL SELECT id, NULL, rank, NULL FROM text_hits
+        UNION ALL SELECT id, NULL, NULL, rank FROM sentence_hits
+    ) legs
+    GROUP BY id
 ),
 fused AS (
-    SELECT k.id, k.vector_rank, k.text_rank,
+    SELECT k.id, k.vector_rank, k.text_rank, k.sentence_rank,
            COALESCE(1.0 / ({RRF_K} + k.vector_rank), 0)
-             + {TEXT_WEIGHT} * COALESCE(1.0 / ({RRF_K} + k.text_rank), 0)
-             + {TITLE_WEIGHT} * COALESCE(1.0 / ({RRF_K} + th.rank), 0) AS score
+             + %(text_weight)s * COALESCE(1.0 / ({RRF_K} + k.text_rank), 0)
+             + %(sentence_weight)s * COALESCE(1.0 / ({RRF_K} + k.sentence_rank), 0)
+             + %(title_weight)s * COALESCE(1.0 / ({RRF_K} + th.rank), 0) AS score
     FROM candidates k
     JOIN rag_chunk c ON c.id = k.id
     LEFT JOIN title_hits th ON th.document_id = c.document_id
 )
 SELECT c.id, c.document_id, d.title, d.source_path, c.heading_path, c.page, c.text,
-       f.score, f.vector_rank, f.text_rank, c.sentence_vectors, c.sentence_model
+       f.score, f.vector_rank, f.text_rank, f.sentence_rank, c.sentence_vectors, c.sentence_model
 FROM fused f
 JOIN rag_chunk c ON c.id = f.id
 JOIN rag_document d ON d.id = c.document_id
@@ -158,7 +186,8 @@ def retrieve(
     """The k passages that best answer `query` among the documents `user` may see.
 
     Vector (HNSW cosine) and full-text candidates are fused with reciprocal rank fusion; in
-    hybrid mode a candidate's document also scores by how near its title is to the question.
+    hybrid mode a candidate also scores by its best sentence (HNSW over sentence vectors) and
+    its document by how near its title is to the question.
     A user of None or an anonymous user sees only documents open to everyone.
     """
     return retrieve_for_question(query=query, user=user, k=k, mode=mode).passages
@@ -168,7 +197,10 @@ def retrieve(
 class Retrieval:
     passages: list[RetrievedChunk]
     question_vector: list[float]  # what the passages were searched with (evidence reuses it)
-    english_terms: str  # a Vietnamese question's glossary words ("" otherwise)
+    # The glossary's words for the question: a Vietnamese question's English words, or the policy
+    # words for an English question's everyday ones ("time off" → leave); "" when none.
+    english_terms: str
+    vector_terms: str = ""  # those of them mixed into the question's vector
 
 
 def retrieve_for_question(
@@ -176,12 +208,13 @@ def retrieve_for_question(
 ) -> Retrieval:
     """`retrieve`, also returning the question's vector and glossary terms."""
     params = _retrieval_params(query=query, user=user, k=k, mode=mode)
-    vector = params.pop("vector")
+    vector, terms, vector_terms = params.pop("vector"), params.pop("terms"), params.pop("vector_terms")
     rows = _run_retrieval(params)
     return Retrieval(
         passages=[_chunk(row) for row in rows],
         question_vector=vector,
-        english_terms=params["english_query"] if params["vietnamese"] else "",
+        english_terms=terms,
+        vector_terms=vector_terms,
     )
 
 
@@ -190,7 +223,8 @@ def retrieval_plan(
 ) -> str:
     """EXPLAIN ANALYZE of the retrieval query for `query` (bench/retrieval_scale.py --explain)."""
     params = _retrieval_params(query=query, user=user, k=k, mode=mode)
-    params.pop("vector")
+    for key in ("vector", "terms", "vector_terms"):
+        params.pop(key)
     return "\n".join(row[0] for row in _run_retrieval(params, explain=True))
 
 
@@ -200,22 +234,30 @@ def _retrieval_params(
     k = k or settings.RETRIEVAL_K
     vietnamese = detect_language(query) == "vi"
     # A Vietnamese question also searches with the English words of its policy terms.
-    terms = english_terms(query) if vietnamese else ""
-    embedding = question_vector(query, terms) if mode != "text" else [0.0] * EMBEDDING_DIMENSIONS
+    terms = english_terms(query) if vietnamese else english_paraphrase_terms(query)
+    vector_terms = terms if vietnamese or PARAPHRASES_IN_VECTOR else ""
+    embedding = question_vector(query, vector_terms) if mode != "text" else [0.0] * EMBEDDING_DIMENSIONS
     return {
         "user_id": user.pk if user is not None and user.is_authenticated else None,
         "embedding": "[" + ",".join(f"{x:.7f}" for x in embedding) + "]",
         "vector": embedding,
+        "terms": terms,
+        "vector_terms": vector_terms,
         "query": query,
         # English passages are searched with the glossary's words only: the Vietnamese words
         # match no English stem, and each word OR-ed in made ranking 1,500 matches slower.
-        "english_query": terms if vietnamese else query,
+        "english_query": terms if vietnamese else f"{query} {terms}".strip(),
         "vietnamese": vietnamese,
         "candidates": max(CANDIDATES, k),
         "limit": k,
         "use_vector": mode in ("hybrid", "vector"),
         "use_text": mode in ("hybrid", "text"),
         "use_title": mode == "hybrid",
+        "use_sentences": mode in ("hybrid", "sentence"),
+        # Read at call time, so bench/retrieval_tuning.py can scan them.
+        "text_weight": TEXT_WEIGHT,
+        "title_weight": TITLE_WEIGHT,
+        "sentence_weight": SENTENCE_WEIGHT,
     }
 
 
@@ -237,6 +279,25 @@ def question_vector(query: str, terms: str) -> list[float]:
         return embedder.embed_query(query)
     vector = np.sum(embedder.embed_queries([query, terms]), axis=0)
     return (vector / max(float(np.linalg.norm(vector)), 1e-12)).tolist()
+
+
+def question_evidence(*, question: str, retrieval: Retrieval) -> Evidence:
+    """The sentences of the retrieved passages that answer `question` (redacted), with the
+    sentence vectors ingestion stored for them (nothing to embed on the question's path)."""
+    sentence_vectors_seed(passages=retrieval.passages)
+    # Sentences are compared with what the question asks, without the personal data around it.
+    topic = question_topic(question)
+    vector = retrieval.question_vector
+    if topic != question and topic:
+        vector = question_vector(topic, retrieval.vector_terms)
+    return evidence_select(
+        question=topic or question,
+        passages=retrieval.passages,
+        question_vector=vector,
+        embed=sentence_vectors,
+        extra_terms=retrieval.english_terms,
+        embed_questions=lambda parts: query_embedder().embed_queries(parts),
+    )
 
 
 def document_list() -> QuerySet[Document]:

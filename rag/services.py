@@ -26,9 +26,12 @@ from rag.chunking import ChunkDraft, chunk_document
 from rag.embedding import Embedder
 from rag.index import (
     IndexModels,
+    PassageText,
     index_models_locked,
     index_record_model,
     ingestion_embedders,
+    sentence_mark,
+    sentence_rows_store,
     sentence_vector_bytes,
 )
 from rag.models import Chunk, Document, DocumentStatus, IngestionStage
@@ -277,7 +280,10 @@ def _ingest(document: Document) -> Document:
         # Embedding takes seconds to minutes: give the connection back meanwhile.
         release_db_connection()
         vectors = _embed(document, drafts, parsed.title, embedder)
-        sentences = sentence_vector_bytes(texts=[d.text for d in drafts], embedder=embedder)
+        sentences = sentence_vector_bytes(
+            passages=[PassageText(d.text, parsed.title[:300], d.heading_path[:1000]) for d in drafts],
+            embedder=embedder,
+        )
         next_vectors = _embed(document, drafts, parsed.title, target) if target else None
         embedded = _Embedded(
             models=IndexModels(embedder.name, target.name if target else ""),
@@ -358,7 +364,7 @@ def _store_chunks(document: Document, drafts: list[ChunkDraft], embedded: _Embed
     next_vectors: list[list[float] | None] = [None] * len(drafts)
     if embedded.next_vectors is not None:
         next_vectors = list(embedded.next_vectors)
-    Chunk.objects.bulk_create(
+    created = Chunk.objects.bulk_create(
         Chunk(
             document=locked,
             ordinal=d.ordinal,
@@ -371,12 +377,13 @@ def _store_chunks(document: Document, drafts: list[ChunkDraft], embedded: _Embed
             embedding=vector,
             next_embedding=next_vector,
             sentence_vectors=sentences,
-            sentence_model=embedded.models.model,
+            sentence_model=sentence_mark(embedded.models.model),
         )
         for d, vector, next_vector, sentences in zip(
             drafts, embedded.vectors, next_vectors, embedded.sentence_vectors, strict=True
         )
     )
+    sentence_rows_store(chunks=created)
     total = len(drafts)
     locked.status = DocumentStatus.READY
     locked.failure_reason = ""

@@ -18,8 +18,8 @@ from django.test.utils import override_settings
 from audit.models import AuditEvent
 from bench.fake_llm import FakeOpenAI
 from llm.config import BackendConfig
-from rag.evidence import sentences_of
-from rag.index import index_models, query_embedder, sentence_cache_clear, sentence_vectors_seed
+from rag.evidence import sentence_in_context, sentences_of
+from rag.index import index_models, query_embedder, sentence_cache_clear, sentence_mark, sentence_vectors_seed
 from rag.models import Chunk
 from rag.selectors import retrieve
 from tests.llm_servers import LocalLLMProcess
@@ -193,12 +193,16 @@ def test_evaluate_answers_refuses_a_malformed_golden_file(employee: User, tmp_pa
 
 def test_ingestion_stores_each_sentences_vector_so_answering_embeds_none(employee: User) -> None:
     chunk = Chunk.objects.filter(document__source_path="leave-policy.md").order_by("ordinal").first()
-    assert chunk is not None and chunk.sentence_model == index_models().model
+    assert chunk is not None and chunk.sentence_model == sentence_mark(index_models().model)
     assert chunk.sentence_vectors is not None
     sentences = [s.text for s in sentences_of(chunk.text)]
     stored = np.frombuffer(bytes(chunk.sentence_vectors), dtype=np.float16).reshape(len(sentences), -1)
-    live = np.asarray(query_embedder().embed_documents(sentences[:1]))[0]
-    assert float(stored[0].astype(np.float32) @ live) > 0.999, "the stored vector is the sentence's"
+    in_context = sentence_in_context(chunk.document_title, chunk.heading_path, sentences[0])
+    live = np.asarray(query_embedder().embed_documents([in_context]))[0]
+    assert float(stored[0].astype(np.float32) @ live) > 0.999, (
+        "the stored vector is the sentence's, in context"
+    )
+    assert chunk.sentences.count() == len(sentences), "one row per sentence for the sentence leg"
     sentence_cache_clear()
     passages = retrieve(query=QUESTION, user=employee, k=3)
     assert sentence_vectors_seed(passages=passages) >= len(sentences)
@@ -211,7 +215,9 @@ def test_reembed_stores_sentence_vectors_for_passages_that_lack_them(employee: U
     call_command("reembed", stdout=out)
     assert f"stored sentence vectors for {Chunk.objects.count()} passages" in out.getvalue()
     assert not Chunk.objects.filter(sentence_vectors=None).exists()
-    assert set(Chunk.objects.values_list("sentence_model", flat=True)) == {index_models().model}
+    assert set(Chunk.objects.values_list("sentence_model", flat=True)) == {
+        sentence_mark(index_models().model)
+    }
     again = io.StringIO()
     call_command("reembed", stdout=again)
     assert "stored sentence vectors" not in again.getvalue(), "nothing left to do"

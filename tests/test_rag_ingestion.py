@@ -19,7 +19,7 @@ from rag.chunking import WINDOW_TOKENS, chunk_document
 from rag.embedding import load_embedder
 from rag.models import Chunk, Document, IngestionStage
 from rag.parsing import parse_document
-from rag.selectors import RRF_K, TEXT_WEIGHT, TITLE_WEIGHT, retrieve
+from rag.selectors import RRF_K, SENTENCE_WEIGHT, TEXT_WEIGHT, TITLE_WEIGHT, retrieve
 from rag.services import (
     _set_progress,
     document_create_from_upload,
@@ -230,6 +230,8 @@ def test_a_document_whose_title_answers_the_question_ranks_first() -> None:
     found = hybrid["Open source"]
     assert found.vector_rank is not None and found.text_rank is not None
     passage_share = 1 / (RRF_K + found.vector_rank) + TEXT_WEIGHT / (RRF_K + found.text_rank)
+    if found.sentence_rank is not None:
+        passage_share += SENTENCE_WEIGHT / (RRF_K + found.sentence_rank)
     assert float(found.score) == pytest.approx(passage_share + TITLE_WEIGHT / (RRF_K + 1))
     assert list(hybrid).index("Open source") < min(found.vector_rank, found.text_rank)
     assert Document.objects.filter(title_embedding__isnull=True).count() == 0

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -19,6 +21,7 @@ from chat.evaluation import (
     score_answer,
     scored_as_json,
 )
+from llm.config import llm_backends
 
 EVALUATOR = "answer-evaluator"
 
@@ -26,8 +29,10 @@ EVALUATOR = "answer-evaluator"
 class Command(BaseCommand):
     help = (
         "Ask every question of a golden JSONL file through the chat pipeline and score what the user "
-        "sees: facts present, unanswerable declined, sources, verified, placeholders, latency. One "
-        "JSON line per question, then one JSON object with the totals (by language and kind)."
+        "sees: facts present (per question and per fact), unanswerable declined, sources, verified, "
+        "placeholders, latency. One JSON line per question, then one JSON object with the totals (by "
+        "language, kind, phrasing and dev split). --mode answers every question in evidence or generate "
+        "mode, whatever each backend is configured for, so both are measured on the same questions."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,6 +42,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
         parser.add_argument("--quiet", action="store_true", help="print only the totals")
+        parser.add_argument(
+            "--mode", choices=["evidence", "generate"], default=None,
+            help="answer in this mode with every backend (default: each backend's answer_mode)",
+        )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -46,8 +55,15 @@ class Command(BaseCommand):
         if options["limit"] is not None:
             cases = cases[: max(0, options["limit"])]
         user = self._user(options["user"])
+        if options["mode"]:
+            # Read when the command's event loop builds its gateway; this process only.
+            settings.LLM_BACKENDS = [
+                dataclasses.replace(backend, answer_mode=options["mode"]) for backend in llm_backends()
+            ]
         scored = asyncio.run(self._run(user, cases, quiet=options["quiet"]))
-        self.stdout.write(json.dumps(report(scored), ensure_ascii=False))
+        self.stdout.write(
+            json.dumps(report(scored, mode=options["mode"] or "configured"), ensure_ascii=False)
+        )
 
     def _user(self, username: str | None) -> Any:
         model = get_user_model()

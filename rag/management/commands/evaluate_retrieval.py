@@ -10,6 +10,24 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rag.selectors import retrieve
 
 DEPTH = 60  # chunks fetched per question, enough to find 10 distinct documents
+# Breakdowns reported when the golden lines carry the keys: language, phrasing ("keyword": in
+# the page's words; "paraphrase": as people talk), the two together, and the dev split.
+BREAKDOWNS = ("by_lang", "by_phrasing", "by_lang_phrasing", "by_split")
+
+
+def case_groups(case: dict[str, Any]) -> dict[str, str]:
+    """The groups a golden question counts in, by breakdown ("by_lang" → "vi", …)."""
+    lang, phrasing, split = (case.get(key) for key in ("lang", "phrasing", "split"))
+    groups = {}
+    if isinstance(lang, str):
+        groups["by_lang"] = lang
+    if isinstance(phrasing, str):
+        groups["by_phrasing"] = phrasing
+        if isinstance(lang, str):
+            groups["by_lang_phrasing"] = f"{lang}/{phrasing}"
+    if isinstance(split, str):
+        groups["by_split"] = split
+    return groups
 
 
 def first_relevant_rank(ranked_documents: list[str], sources: set[str]) -> int | None:
@@ -36,7 +54,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("golden", type=Path)
         parser.add_argument("--k", default="1,3,5,10", help="comma-separated cut-offs")
-        parser.add_argument("--mode", choices=["hybrid", "vector", "text"], default="hybrid")
+        parser.add_argument("--mode", choices=["hybrid", "vector", "text", "sentence"], default="hybrid")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -45,17 +63,18 @@ class Command(BaseCommand):
             raise CommandError("--k takes comma-separated integers, e.g. 1,3,5,10") from None
         cases = self._load(options["golden"])
         ranks: list[int | None] = []
-        by_lang: dict[str, list[int | None]] = defaultdict(list)
+        groups: dict[str, dict[str, list[int | None]]] = {name: defaultdict(list) for name in BREAKDOWNS}
         for case in cases:
             chunks = retrieve(query=case["question"], user=None, k=DEPTH, mode=options["mode"])
             ranked = list(dict.fromkeys(c.source_path for c in chunks))
             rank = first_relevant_rank(ranked, set(case["sources"]))
             ranks.append(rank)
-            if isinstance(case.get("lang"), str):
-                by_lang[case["lang"]].append(rank)
+            for name, label in case_groups(case).items():
+                groups[name][label].append(rank)
         result = {"mode": options["mode"], **summarize(ranks, ks)}
-        if by_lang:
-            result["by_lang"] = {lang: summarize(r, ks) for lang, r in sorted(by_lang.items())}
+        for name, by_label in groups.items():
+            if by_label:
+                result[name] = {label: summarize(r, ks) for label, r in sorted(by_label.items())}
         self.stdout.write(json.dumps(result))
 
     def _load(self, path: Path) -> list[dict[str, Any]]:
