@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.roles import Role
+from accounts.services import user_set_role
 from api.models import ApiKey, RoleApiAccess
 from api.selectors import KeyVerdict, api_key_check
 from api.services import api_key_create, key_digest
@@ -134,3 +135,19 @@ def test_create_api_key_prints_the_key_once_and_revoke_api_key_takes_its_prefix(
         call_command("create_api_key", "aud", stdout=io.StringIO())
     with pytest.raises(CommandError, match="no user"):
         call_command("create_api_key", "nobody", stdout=io.StringIO())
+
+
+def test_a_keys_rights_are_its_users_rights_now(make_user: Callable[..., User]) -> None:
+    user = make_user("emp")
+    created = api_key_create(user=user, name="bot")
+    user_set_role(user=user, role=Role.AUDITOR)  # an auditor may not ask
+    assert api_key_check(secret=created.secret).verdict == KeyVerdict.NOT_ALLOWED
+    user_set_role(user=user, role=Role.POLICY_ADMIN)
+    assert api_key_check(secret=created.secret).verdict == KeyVerdict.OK
+    RoleApiAccess.objects.create(role="employee", enabled=False)
+    assert api_key_check(secret=created.secret).verdict == KeyVerdict.OK, "only the employee role is off"
+    root = User.objects.create_superuser("root", password="not-used-pw-123")
+    assert api_key_check(secret=api_key_create(user=root, name="ops").secret).verdict == KeyVerdict.OK
+    user.is_active = False
+    user.save()
+    assert api_key_check(secret=created.secret).verdict == KeyVerdict.INVALID
