@@ -43,9 +43,12 @@ def _request_schema() -> dict[str, Any]:
         "stream": {"type": "boolean", "default": False},
         "stream_options": {
             "type": "object",
-            "properties": {"include_usage": {"type": "boolean"}},
+            "properties": {"include_usage": {"type": "boolean"}, "include_obfuscation": {"type": "boolean"}},
             "additionalProperties": False,
-            "description": "Only with stream: true. include_usage adds a last chunk with token usage.",
+            "description": (
+                "Only with stream: true. include_usage adds a last chunk with token usage; "
+                "include_obfuscation is accepted and has no effect."
+            ),
         },
         "max_tokens": {
             "type": "integer",

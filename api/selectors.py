@@ -81,7 +81,12 @@ class Access:
 def user_access(*, user_id: int) -> Access:
     """From the database on every call: a role removed or switched off counts at once."""
     app_label, codename = ASK_QUESTIONS.split(".")
-    params: dict[str, Any] = {"app_label": app_label, "codename": codename, "roles": sorted(ASKING_ROLES), "user_id": user_id}
+    params: dict[str, Any] = {
+        "app_label": app_label,
+        "codename": codename,
+        "roles": sorted(ASKING_ROLES),
+        "user_id": user_id,
+    }
     with connection.cursor() as cursor:
         cursor.execute(ACCESS_SQL, params)
         row = cursor.fetchone()

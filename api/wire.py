@@ -153,7 +153,10 @@ def chat_request_parse(body: bytes) -> ChatRequest:
                 "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
             )
         if not isinstance(options, dict) or set(options) - {"include_usage", "include_obfuscation"}:
-            raise bad_request("'stream_options' may hold 'include_usage' only.", param="stream_options")
+            raise bad_request(
+                "'stream_options' may hold 'include_usage' (and 'include_obfuscation', no effect) only.",
+                param="stream_options",
+            )
         include_usage = _boolean(options, "include_usage", param="stream_options.include_usage")
     return ChatRequest(
         question=question,
