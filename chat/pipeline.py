@@ -89,6 +89,8 @@ def _prepare(*, user: User, question: str, conversation_id: str | None, asking: 
         started = time.perf_counter()
         # Earlier turns first: a name they gave keeps its placeholder in the question.
         history, history_restorations = _history(conversation=conversation, vault=vault, turns=asking.history)
+        history_ms = _ms(started)
+        started = time.perf_counter()
         redaction = text_redact(text=question, vault=vault)
         redaction_ms = _ms(started)
         logger.info(
@@ -148,7 +150,12 @@ def _prepare(*, user: User, question: str, conversation_id: str | None, asking: 
             evidence=evidence,
             answerable=evidence_answerable(evidence),
             placeholders=vault.as_json(),
-            timings={"redaction_ms": redaction_ms, "retrieval_ms": retrieval_ms, "evidence_ms": evidence_ms},
+            timings={
+                "history_ms": history_ms,
+                "redaction_ms": redaction_ms,
+                "retrieval_ms": retrieval_ms,
+                "evidence_ms": evidence_ms,
+            },
             asking=asking,
             history_restorations=history_restorations,
         )
