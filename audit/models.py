@@ -19,6 +19,7 @@ class AuditEvent(models.Model):
         DOCUMENT_ACCESS = "document_access"
         ACCOUNT_SYNC = "account_sync"
         ACCOUNT_DISABLED = "account_disabled"
+        API_KEY = "api_key"
 
     seq = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(db_index=True)

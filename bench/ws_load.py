@@ -96,7 +96,34 @@ def ensure_user(env: dict[str, str], password: str) -> None:
     password_file.unlink()
 
 
-def start_daphnes(env: dict[str, str], count: int) -> list[tuple[subprocess.Popen[bytes], int]]:
+def fake_llm_start(
+    env: dict[str, str],
+    *,
+    tokens_per_second: float,
+    repeat: int,
+    first_token_delay: float = 0.05,
+    answer_mode: str | None = None,
+    port: int = 9100,
+) -> subprocess.Popen[bytes]:
+    """bench.fake_llm in a process, and `env` pointed at it as the only backend."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_llm", "--port", str(port),
+         "--tokens-per-second", str(tokens_per_second), "--first-token-delay", str(first_token_delay),
+         "--repeat", str(repeat)],
+        cwd=ROOT, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    backend = {"name": "fake", "kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1",
+               "model": "fake-model", "max_concurrency": 10000, "first_token_timeout": 60, "context_tokens": 32768}  # fmt: skip
+    if answer_mode:
+        backend["answer_mode"] = answer_mode
+    env["POLICYDESK_LLM_BACKENDS"] = json.dumps([backend])
+    time.sleep(1.5)
+    return process
+
+
+def start_daphnes(
+    env: dict[str, str], count: int, *, ready_timeout: float = 180.0
+) -> list[tuple[subprocess.Popen[bytes], int]]:
     processes = []
     for i in range(count):
         port = 8101 + i
@@ -112,7 +139,7 @@ def start_daphnes(env: dict[str, str], count: int) -> list[tuple[subprocess.Pope
         ]
         processes.append((subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL), port))
     for _, port in processes:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_timeout  # models load in about a minute on a busy machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
@@ -200,18 +227,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     env["POLICYDESK_LOG_LEVEL"] = "INFO" if args.metrics else "WARNING"
     fake_proc = None
     if args.fake_llm:
-        fake_port = 9100
-        fake_proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_llm", "--port", str(fake_port),
-             "--tokens-per-second", str(args.tokens_per_second), "--first-token-delay", "0.05",
-             "--repeat", str(args.repeat)],
-            cwd=ROOT, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        env["POLICYDESK_LLM_BACKENDS"] = json.dumps(
-            [{"name": "fake", "kind": "openai", "base_url": f"http://127.0.0.1:{fake_port}/v1",
-              "model": "fake-model", "max_concurrency": 10000, "first_token_timeout": 60, "context_tokens": 32768}]
-        )  # fmt: skip
-        time.sleep(1.5)
+        fake_proc = fake_llm_start(env, tokens_per_second=args.tokens_per_second, repeat=args.repeat)
     password = secrets.token_urlsafe(16)
     ensure_user(env, password)
     daphnes = start_daphnes(env, args.processes)

@@ -25,12 +25,9 @@ from chat.services import message_feedback_record
 from core import metrics
 from core.consumers import CLOSE_FORBIDDEN, PermissionRecheckMixin
 from core.tracing import new_id, trace_id_var
-from privacy.services import placeholders_restore, placeholders_restore_html
+from privacy.services import RestoringStream, placeholders_restore_html
 
 logger = logging.getLogger(__name__)
-
-
-MAX_PLACEHOLDER = 40  # "<EMPLOYEE_ID_123>" and the longest entity names fit
 
 
 class ChatConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
@@ -41,9 +38,8 @@ class ChatConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
     # Conversation id → placeholder → what this user typed, for this socket's lifetime only:
     # the asker sees their own words where the model echoes a placeholder (never stored).
     restorations: dict[str, dict[str, str]]
-    # The conversation being answered, and a streamed tail that may be half a placeholder.
-    answering: str = ""
-    held_back: str = ""
+    # The answer being streamed, with those words restored (privacy.services.RestoringStream).
+    stream: RestoringStream
 
     async def connect(self) -> None:
         if not await self.permission_holds():
@@ -52,6 +48,7 @@ class ChatConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
         await self.accept()
         self.pending_tokens = []
         self.restorations = {}
+        self.stream = RestoringStream(restorations={})
         self.counted = metrics.enabled()
         if self.counted:
             metrics.WEBSOCKETS.inc()
@@ -122,8 +119,9 @@ class ChatConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
                     continue
                 await self._flush_tokens(final=True)  # frames keep the order of events
                 if isinstance(event, Started):
-                    self.answering = event.conversation_id
-                    self.restorations.setdefault(event.conversation_id, {}).update(event.restorations)
+                    mapping = self.restorations.setdefault(event.conversation_id, {})
+                    mapping.update(event.restorations)
+                    self.stream = RestoringStream(restorations=mapping)
                 await self.send_json(self._restore(event_as_json(event)))
         except AskError as exc:
             await self.send_error(exc.code, exc.message)
@@ -142,18 +140,11 @@ class ChatConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
         self.pending_tokens.append(text)
 
     async def _flush_tokens(self, *, final: bool = False) -> None:
-        text, self.pending_tokens = self.held_back + "".join(self.pending_tokens), []
-        self.held_back = ""
-        if not final:
-            # "<PERS" may be completed by the next tokens: hold it back until it is.
-            start = text.rfind("<")
-            if start != -1 and ">" not in text[start:] and len(text) - start <= MAX_PLACEHOLDER:
-                text, self.held_back = text[:start], text[start:]
+        text, self.pending_tokens = "".join(self.pending_tokens), []
+        # "<PERS" may be completed by the next tokens: the stream holds it back until it is.
+        text = self.stream.feed(text, final=final)
         if text:
-            await self.send_json({"type": "token", "text": self._restored(text)})
-
-    def _restored(self, text: str) -> str:
-        return placeholders_restore(text=text, restorations=self.restorations.get(self.answering, {}))
+            await self.send_json({"type": "token", "text": text})
 
     def _restore(self, content: dict[str, Any]) -> dict[str, Any]:
         if content.get("type") == "done" and content.get("html"):

@@ -19,6 +19,7 @@ from typing import Any
 
 from chat.events import Done, Started
 from chat.pipeline import question_answer
+from chat.state import Asking
 from privacy.services import placeholders_restore
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
@@ -122,7 +123,8 @@ async def answer_shown(*, user: Any, question: str) -> tuple[str, Done]:
     """The answer as the asker's page shows it: their own placeholders restored."""
     restorations: dict[str, str] = {}
     done = None
-    async for event in question_answer(user=user, question=question, conversation_id=None):
+    asking = Asking(channel="evaluation")
+    async for event in question_answer(user=user, question=question, conversation_id=None, asking=asking):
         if isinstance(event, Started):
             restorations = event.restorations
         elif isinstance(event, Done):

@@ -57,6 +57,12 @@ class Done:
     declined: bool = False  # "the policies do not cover this"
     checks: list[str] = field(default_factory=list)  # why the answer is unverified, if it is
     answerability: float = 0.0
+    # The stored (redacted) text with each sentence the claim check flagged between
+    # chat.prompt.MARK_START and MARK_END: the API marks them in Markdown.
+    marked: str = ""
+    prompt_tokens: int | None = None  # what the model was sent and wrote, as it reported
+    completion_tokens: int = 0
+    finish_reason: str | None = None  # the model's: "length" when it ran out of tokens
 
 
 Event = Started | TokenOut | HandoverOut | CitationsOut | Done

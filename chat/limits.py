@@ -37,3 +37,9 @@ async def rate_limited(*, user_id: int, action: str, per_minute: int) -> bool:
         pipe.expire(key, 70)
         count, _ = await pipe.execute()
     return int(count) > per_minute
+
+
+def rate_window_left() -> int:
+    """Seconds until the current one-minute window ends and the count starts again (the
+    `Retry-After` of a refused API request)."""
+    return 60 - int(time.time()) % 60

@@ -48,14 +48,14 @@ from chat.answers import (
 from chat.claims import claims_check
 from chat.events import AskError, CitationsOut, Done, Event, HandoverOut, Started, TokenOut
 from chat.models import Conversation, Message, PendingAnswer
-from chat.prompt import prompt_build
+from chat.prompt import HISTORY_TURNS, prompt_build
 from chat.recording import answer_record, document_url, retrieved_scores
-from chat.state import Draft, Outcome, Plan, Prepared
+from chat.state import Asking, Draft, Outcome, Plan, Prepared
 from core.db import release_db_connection
 from core.tracing import new_id, trace_id_var
 from llm.config import llm_backends
 from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, Token, get_gateway
-from privacy.services import text_redact, vault_for
+from privacy.services import PlaceholderVault, text_redact, vault_for
 from rag.evidence import evidence_answerable
 from rag.selectors import question_evidence, retrieve_for_question
 
@@ -81,11 +81,15 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
 
 
-def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepared:
+def _prepare(*, user: User, question: str, conversation_id: str | None, asking: Asking) -> Prepared:
     """Redact, retrieve, select evidence and store the question. Runs in a worker thread."""
     try:
         conversation = _conversation_for(user=user, conversation_id=conversation_id)
         vault = vault_for(scope=str(conversation.id), stored=conversation.placeholders)
+        started = time.perf_counter()
+        # Earlier turns first: a name they gave keeps its placeholder in the question.
+        history, history_restorations = _history(conversation=conversation, vault=vault, turns=asking.history)
+        history_ms = _ms(started)
         started = time.perf_counter()
         redaction = text_redact(text=question, vault=vault)
         redaction_ms = _ms(started)
@@ -108,7 +112,6 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
         started = time.perf_counter()
         evidence = question_evidence(question=redaction.text, retrieval=retrieval)
         evidence_ms = _ms(started)
-        history = [(m.role, m.text) for m in conversation.messages.order_by("-created_at")[:8]][::-1]
         message_id = uuid.uuid4()
         with transaction.atomic():
             Message.objects.create(conversation=conversation, role=Message.Role.USER, text=redaction.text)
@@ -135,10 +138,34 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
             evidence=evidence,
             answerable=evidence_answerable(evidence),
             placeholders=vault.as_json(),
-            timings={"redaction_ms": redaction_ms, "retrieval_ms": retrieval_ms, "evidence_ms": evidence_ms},
+            timings={
+                "history_ms": history_ms,
+                "redaction_ms": redaction_ms,
+                "retrieval_ms": retrieval_ms,
+                "evidence_ms": evidence_ms,
+            },
+            asking=asking,
+            history_restorations=history_restorations,
         )
     finally:
         release_db_connection()  # nothing holds a connection while the LLM streams
+
+
+def _history(
+    *, conversation: Conversation, vault: PlaceholderVault, turns: tuple[tuple[str, str], ...] | None
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The turns before the question: the conversation's stored ones (redacted when stored), or
+    the ones an API caller sent, redacted now with the conversation's vault (as many as a
+    prompt keeps). Also the caller's placeholders → values, for their own response only."""
+    if turns is None:
+        stored = conversation.messages.order_by("-created_at")[:HISTORY_TURNS]
+        return [(m.role, m.text) for m in stored][::-1], {}
+    history, restorations = [], {}
+    for role, text in turns[-HISTORY_TURNS:]:
+        redacted = text_redact(text=text, vault=vault)
+        history.append((role, redacted.text))
+        restorations.update(redacted.restorations)
+    return history, restorations
 
 
 def _loggable_id(value: str | None) -> str | None:
@@ -210,8 +237,11 @@ def _answer_mode() -> str:
 
 
 async def question_answer(
-    *, user: User, question: str, conversation_id: str | None
+    *, user: User, question: str, conversation_id: str | None, asking: Asking | None = None
 ) -> AsyncGenerator[Event, None]:
+    """One question's events: Started, tokens (and handovers), CitationsOut, Done. `asking`:
+    the channel it came by and the API caller's history and options (default: the socket's)."""
+    asking = asking or Asking()
     received = time.perf_counter()
     if not trace_id_var.get():
         trace_id_var.set(new_id())  # `manage.py ask`; the consumer sets one per question
@@ -222,7 +252,7 @@ async def question_answer(
     question = _validated(question)
     preparing = asyncio.ensure_future(
         sync_to_async(_prepare, thread_sensitive=False, executor=_prepare_threads)(
-            user=user, question=question, conversation_id=conversation_id
+            user=user, question=question, conversation_id=conversation_id, asking=asking
         )
     )
     try:
@@ -243,7 +273,7 @@ async def question_answer(
         yield Started(
             conversation_id=prepared.conversation_id,
             message_id=prepared.message_id,
-            restorations=prepared.question.restorations,
+            restorations={**prepared.history_restorations, **prepared.question.restorations},
         )
         async for event in answering.events():
             yield event
@@ -327,7 +357,13 @@ class Answering:
         check: the quotes already answer, and a small model's wrong figure beside them would
         read as the answer. A withheld summary is recorded (audit `detail.summary_withheld`)."""
         messages = summary_messages(question=self.prepared.question.text, groups=plan.groups)
-        generation = get_gateway().generate(messages, extractive="", max_tokens=SUMMARY_TOKENS)
+        asking = self.prepared.asking
+        generation = get_gateway().generate(
+            messages,
+            extractive="",
+            max_tokens=min(SUMMARY_TOKENS, asking.max_tokens or SUMMARY_TOKENS),
+            temperature=asking.temperature,
+        )
         self.result = generation.result
         written = ""
         try:
@@ -359,7 +395,10 @@ class Answering:
             if plan.groups
             else frame(self.language, "unavailable_nothing")
         )
-        generation = get_gateway().generate(plan.messages, extractive=fallback)
+        asking = self.prepared.asking
+        generation = get_gateway().generate(
+            plan.messages, extractive=fallback, max_tokens=asking.max_tokens, temperature=asking.temperature
+        )
         self.result = generation.result
         async for event in self._relay(generation.events()):
             yield event

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.urls import reverse
+from presidio_analyzer import RecognizerResult
 
 from audit.models import AuditEvent
 from audit.services import audit_event_append, pseudonym
@@ -65,6 +66,20 @@ def _citation_items(plan: Plan, cited: list[int]) -> list[dict[str, Any]]:
     return sorted(items, key=lambda item: (not item["cited"], item["n"]))
 
 
+QUOTE_EXCERPT_CHARS = 300
+
+
+def _quotes(plan: Plan) -> dict[int, str]:
+    """What each numbered passage says for the answer: its evidence sentences, or, for a passage
+    given without any, the start of its text. Sent to the asker, never stored (document text)."""
+    evidence = {g.n: " ".join(" ".join(s.text.split()) for s in g.sentences) for g in plan.groups}
+    quotes = {}
+    for n, chunk in enumerate(plan.given, start=1):
+        text = evidence.get(n) or " ".join(chunk.text.split())
+        quotes[n] = text if len(text) <= QUOTE_EXCERPT_CHARS else text[: QUOTE_EXCERPT_CHARS - 1] + "…"
+    return quotes
+
+
 def _marked(draft: Draft, report: ClaimReport) -> str:
     """The answer with each flagged sentence of the model's text between markers."""
     text, offset = draft.text, draft.model_start or 0
@@ -72,6 +87,13 @@ def _marked(draft: Draft, report: ClaimReport) -> str:
         start, end = offset + sentence.start, offset + sentence.end
         text = text[:start] + MARK_START + text[start:end] + MARK_END + text[end:]
     return text
+
+
+def _pii_around_marks(*, text: str, language: str) -> list[RecognizerResult]:
+    """PII in an answer that holds the claim check's marks: a mark is a private-use character
+    glued to its sentence ("\ue000You also get..."), which the NER took for a name. Analysed with
+    each mark as a space: the same offsets, the sentence as it reads."""
+    return pii_find_pooled(text=text.replace(MARK_START, " ").replace(MARK_END, " "), language=language)
 
 
 def answer_record(
@@ -96,7 +118,7 @@ def answer_record(
         # (and the titles and headings the quotes are attributed to).
         documents = [p.text for p in prepared.passages] + [attribution(p) for p in prepared.passages]
         answer = (
-            text_redact(text=checked.text, vault=vault, find=pii_find_pooled, documents=documents)
+            text_redact(text=checked.text, vault=vault, find=_pii_around_marks, documents=documents)
             if checked.text
             else None
         )
@@ -161,6 +183,7 @@ def answer_record(
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
                 detail={
+                    **_channel(prepared),
                     "document_text_kept": answer.kept_as_document if answer else 0,
                     "mode": mode,
                     "declined": draft.declined,
@@ -185,6 +208,7 @@ def answer_record(
             },
         )
         _observe(outcome, timings)
+        quotes = _quotes(plan) if plan else {}
         return Done(
             message_id=prepared.message_id,
             conversation_id=prepared.conversation_id,
@@ -194,16 +218,28 @@ def answer_record(
             verified=verified,
             fallback=result.fallback,
             handover=bool(result.handovers),
-            citations=citations,
+            citations=[{**c, "quote": quotes.get(c["n"], "")} for c in citations],
             attempts=result.attempts_as_dicts(),
             timings=timings,
             mode=mode,
             declined=draft.declined,
             checks=checks,
             answerability=prepared.evidence.answerability,
+            marked=marked_text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            finish_reason=result.finish_reason,
         )
     finally:
         release_db_connection()
+
+
+def _channel(prepared: Prepared) -> dict[str, Any]:
+    """Where the question came from, for the audit event: the API key's id, never the key."""
+    asking = prepared.asking
+    if asking.api_key_id is None:
+        return {"channel": asking.channel}
+    return {"channel": asking.channel, "api_key_id": asking.api_key_id}
 
 
 def retrieved_scores(passages: list[RetrievedChunk]) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
-"""What one question carries through the pipeline: the prepared question, the plan of the
-answer, the answer as the user saw it, and how it ended. Plain data (chat/pipeline.py builds
-it, chat/recording.py stores it)."""
+"""What one question carries through the pipeline: how it was asked, the prepared question, the
+plan of the answer, the answer as the user saw it, and how it ended. Plain data
+(chat/pipeline.py builds it, chat/recording.py stores it)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,22 @@ from llm.gateway import GenerationResult
 from privacy.services import Redaction
 from rag.evidence import Evidence
 from rag.selectors import RetrievedChunk
+
+CHANNELS = ("socket", "api", "cli", "evaluation")
+
+
+@dataclass(frozen=True)
+class Asking:
+    """How a question arrived, and what its caller may choose (the OpenAI-compatible API's
+    request options). The defaults are the chat socket's."""
+
+    channel: str = "socket"  # one of CHANNELS; recorded in the question's audit event
+    api_key_id: int | None = None  # the API key that asked (its id, never the key)
+    # The caller's earlier turns, as they sent them (role, text), oldest first: redacted here
+    # like the question. None: the conversation's own stored (already redacted) messages.
+    history: tuple[tuple[str, str], ...] | None = None
+    max_tokens: int | None = None  # for what a model writes; never above a backend's own limit
+    temperature: float | None = None  # None: each backend's configured temperature
 
 
 @dataclass
@@ -25,6 +41,9 @@ class Prepared:
     answerable: bool
     placeholders: dict[str, str]
     timings: dict[str, float | None] = field(default_factory=dict)
+    asking: Asking = field(default_factory=Asking)
+    # Placeholder → value for the caller's earlier turns (API history): for their response only.
+    history_restorations: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "llm",
     "privacy",
     "audit",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -296,6 +297,8 @@ CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 10, minimum=1
 # How long /readyz reuses its last checks (database, Redis, LLM, models).
 READYZ_CACHE_SECONDS = env_float("READYZ_CACHE_SECONDS", 5.0, minimum=0.0)
 CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE = env_int("CHAT_FEEDBACK_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
+# The OpenAI-compatible API (api/, docs/api.md): the largest request body, history included.
+API_MAX_REQUEST_BYTES = env_int("API_MAX_REQUEST_BYTES", 256 * 1024, minimum=1024, maximum=16 * 1024 * 1024)
 # How long an answer's writer keeps retrying when the database is unreachable at the end of an
 # answer; a question still unrecorded after CHAT_INTERRUPTED_AFTER_SECONDS (the periodic task
 # checks every minute) gets an `interrupted` audit event instead.

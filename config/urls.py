@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from api.urls import v1_urlpatterns
 from core.health import healthz, readyz
 from core.metrics import metrics_view
 
@@ -16,5 +17,7 @@ urlpatterns = [
     path("documents/", include("rag.urls")),
     path("audit/", include("audit.urls")),
     path("llm/", include("llm.urls")),
+    path("api-keys/", include("api.urls")),
+    path("v1/", include(v1_urlpatterns)),
     path("", include("chat.urls")),
 ]

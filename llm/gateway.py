@@ -22,7 +22,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 import httpx
@@ -213,11 +213,13 @@ class Generation:
         *,
         extractive: str | None,
         max_tokens: int | None,
+        temperature: float | None = None,
     ) -> None:
         self.gateway = gateway
         self.messages = list(messages)
         self.extractive = extractive
         self.max_tokens = max_tokens
+        self.temperature = temperature
         self.result = GenerationResult()
         self._started = time.perf_counter()
         self._enough = False
@@ -294,7 +296,8 @@ class Generation:
 
     def _budget(self, backend: BackendConfig, continuing: bool) -> int:
         """Tokens this attempt may write: a continuation gets what the earlier ones left."""
-        budget = self.max_tokens or backend.max_tokens
+        # A caller's limit may lower a backend's own, never raise it.
+        budget = min(self.max_tokens, backend.max_tokens) if self.max_tokens else backend.max_tokens
         if continuing:
             budget = max(MIN_CONTINUATION_TOKENS, budget - self.result.completion_tokens)
         return budget
@@ -367,9 +370,10 @@ class Generation:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + backend.total_timeout
+        sampled = replace(backend, temperature=self.temperature) if self.temperature is not None else backend
         stream = stream_for(
             runtime.client,
-            backend,
+            sampled,
             messages,
             continuing=continuing,
             max_tokens=max_tokens,
@@ -490,10 +494,19 @@ class Gateway:
         return max(backend.stream_interval, min(streams / self.stream_reads_per_second, ceiling))
 
     def generate(
-        self, messages: Sequence[Message], *, extractive: str | None = None, max_tokens: int | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        extractive: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> Generation:
+        """`max_tokens` lowers each backend's own limit (never raises it); `temperature`
+        replaces each backend's configured one."""
         self.start_probing()
-        return Generation(self, messages, extractive=extractive, max_tokens=max_tokens)
+        return Generation(
+            self, messages, extractive=extractive, max_tokens=max_tokens, temperature=temperature
+        )
 
     async def acquire(self, runtime: BackendRuntime) -> bool:
         try:

@@ -150,5 +150,26 @@ def placeholders_restore_html(*, html: str, restorations: dict[str, str]) -> str
     return _PLACEHOLDER_IN_HTML.sub(value, html)
 
 
+MAX_PLACEHOLDER = 40  # "<EMPLOYEE_ID_123>" and the longest entity names fit
+
+
+@dataclass
+class RestoringStream:
+    """A streamed answer with the asker's own placeholders restored, piece by piece, for their
+    own connection only. A tail that may be the start of a placeholder ("<PERS") is held back
+    until a later piece completes it, or the stream ends (`final`)."""
+
+    restorations: dict[str, str]
+    held_back: str = ""
+
+    def feed(self, text: str, *, final: bool = False) -> str:
+        text, self.held_back = self.held_back + text, ""
+        if not final:
+            start = text.rfind("<")
+            if start != -1 and ">" not in text[start:] and len(text) - start <= MAX_PLACEHOLDER:
+                text, self.held_back = text[:start], text[start:]
+        return placeholders_restore(text=text, restorations=self.restorations) if text else ""
+
+
 def vault_for(*, scope: str, stored: dict[str, Any] | None) -> PlaceholderVault:
     return PlaceholderVault(scope=scope, mapping={str(k): str(v) for k, v in (stored or {}).items()})

@@ -10,6 +10,7 @@ from accounts.roles import Role
 from accounts.services import user_create
 from rag.index import index_models_forget
 from tests.directory_servers import OIDCProvider, Slapd
+from tests.live_server import LiveDaphne
 from tests.llm_servers import LocalLLMProcess
 
 SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -45,6 +46,15 @@ def local_llm() -> Iterator[LocalLLMProcess]:
 def slapd() -> Iterator[Slapd]:
     """A fresh OpenLDAP per test (it starts in about 0.1 s), so directory changes do not leak."""
     server = Slapd((Path(__file__).parent / "fixtures" / "directory.ldif").read_text())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_daphne() -> Iterator[LiveDaphne]:
+    """The app under Daphne on a real port, in this process (tests/live_server.py)."""
+    server = LiveDaphne()
     server.start()
     yield server
     server.stop()

@@ -295,3 +295,49 @@ def test_10_an_employee_signs_in_through_the_company_provider_and_asks(page: Pag
     page.wait_for_url(f"{live_app.url}/accounts/login/**")
     page.goto("/chat/")
     assert "/accounts/login/" in page.url
+
+
+# 11 ------------------------------------------------------------------------------------------
+def test_11_an_employee_creates_an_api_key_uses_it_with_the_openai_sdk_and_revokes_it(
+    page: Page, live_app: LiveApp
+) -> None:
+    import openai
+
+    login(page, "emma")
+    page.click("nav >> text=API keys")
+    page.fill("#create-key input[name=name]", "e2e script")
+    page.click("#create-key button[type=submit]")
+    secret = page.locator("#new-key-secret").inner_text().strip()
+    assert secret.startswith("pd_")
+    shot(page, "11-new-key")
+    sdk = openai.OpenAI(api_key=secret, base_url=live_app.url + "/v1", max_retries=0, timeout=150)
+    completion = sdk.chat.completions.create(
+        model="policydesk",
+        messages=[
+            {
+                "role": "user",
+                "content": "How many unused days of annual leave can I carry into the next year?",
+            }
+        ],
+        max_tokens=24,
+    )
+    content = completion.choices[0].message.content or ""
+    assert "carry up to 5 unused days" in content and "\n\nSources:\n- [" in content, content
+    extension = (completion.choices[0].message.model_extra or {})["policydesk"]
+    assert any("Leave" in c["document"] for c in extension["citations"] if c["cited"]), extension
+
+    page.goto("/api-keys/")
+    row = page.locator("#keys tr", has_text="e2e script")
+    assert secret not in page.content(), "the key is shown once"
+    assert row.locator(".key-status").inner_text().strip() == "active"
+    row.locator("button", has_text="Revoke").click()
+    page.wait_for_load_state()
+    assert (
+        page.locator("#keys tr", has_text="e2e script").locator(".key-status").inner_text().strip()
+        == "revoked"
+    )
+    shot(page, "11-revoked")
+    with pytest.raises(openai.AuthenticationError):
+        sdk.chat.completions.create(
+            model="policydesk", messages=[{"role": "user", "content": "Still there?"}]
+        )

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chat.events import AskError, Done, HandoverOut, Started, TokenOut, event_as_json
 from chat.pipeline import question_answer
+from chat.state import Asking
 
 
 class Command(BaseCommand):
@@ -50,7 +51,10 @@ class Command(BaseCommand):
 
     async def _ask(self, user: Any, question: str, conversation: str | None) -> Done | None:
         done = None
-        async for event in question_answer(user=user, question=question, conversation_id=conversation):
+        asking = Asking(channel="cli")
+        async for event in question_answer(
+            user=user, question=question, conversation_id=conversation, asking=asking
+        ):
             if isinstance(event, TokenOut):
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
