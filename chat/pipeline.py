@@ -45,12 +45,14 @@ from chat.answers import (
     summary_messages,
     summary_usable,
 )
+from chat.asof import question_as_of
 from chat.claims import claims_check
 from chat.events import AskError, CitationsOut, Done, Event, HandoverOut, Started, TokenOut
 from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import prompt_build
 from chat.recording import answer_record, document_url, retrieved_scores
 from chat.state import Draft, Outcome, Plan, Prepared
+from chat.versioning import answer_footer, answer_header
 from core.db import release_db_connection
 from core.tracing import new_id, trace_id_var
 from llm.config import llm_backends
@@ -59,6 +61,7 @@ from privacy.services import text_redact, vault_for
 from rag.evidence import evidence_answerable, evidence_select, question_topic
 from rag.index import sentence_vectors, sentence_vectors_seed
 from rag.selectors import question_vector, retrieve_for_question
+from rag.versions import scheduled_versions, versions_of
 
 TITLE_CHARS = 80
 logger = logging.getLogger(__name__)
@@ -94,8 +97,11 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
             "question redacted",
             extra={"language": redaction.language, "pii_counts": redaction.counts, "ms": redaction_ms},
         )
+        # The day the question asks about picks the policy versions; its words are not searched.
+        as_of = question_as_of(redaction.text, language=redaction.language)
+        asked = as_of.question_without_date(redaction.text)
         started = time.perf_counter()
-        retrieval = retrieve_for_question(query=redaction.text, user=user, k=settings.RETRIEVAL_K)
+        retrieval = retrieve_for_question(query=asked, user=user, k=settings.RETRIEVAL_K, as_of=as_of.day)
         retrieval_ms = _ms(started)
         passages = retrieval.passages
         logger.info(
@@ -109,12 +115,12 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
         started = time.perf_counter()
         sentence_vectors_seed(passages=passages)  # stored at ingestion: nothing to embed here
         # Sentences are compared with what the question asks, without the personal data around it.
-        topic = question_topic(redaction.text)
+        topic = question_topic(asked)
         vector = retrieval.question_vector
-        if topic != redaction.text and topic:
+        if topic != asked and topic:
             vector = question_vector(topic, retrieval.english_terms)
         evidence = evidence_select(
-            question=topic or redaction.text,
+            question=topic or asked,
             passages=passages,
             question_vector=vector,
             embed=sentence_vectors,
@@ -149,6 +155,11 @@ def _prepare(*, user: User, question: str, conversation_id: str | None) -> Prepa
             answerable=evidence_answerable(evidence),
             placeholders=vault.as_json(),
             timings={"redaction_ms": redaction_ms, "retrieval_ms": retrieval_ms, "evidence_ms": evidence_ms},
+            as_of=as_of,
+            versions=versions_of(p.document_id for p in passages),
+            scheduled=scheduled_versions(source_paths=[p.source_path for p in passages], user=user)
+            if as_of.is_today
+            else [],
         )
     finally:
         release_db_connection()  # nothing holds a connection while the LLM streams
@@ -298,6 +309,17 @@ class Answering:
         return self.draft.add(piece)
 
     async def events(self) -> AsyncGenerator[TokenOut | HandoverOut, None]:
+        """The answer, under its "as of" line and above its version notices (chat/versioning.py)."""
+        header = answer_header(self.prepared, self.language)
+        if header:
+            yield self._show(header + "\n\n")
+        async for event in self._answer():
+            yield event
+        footer = answer_footer(self.prepared, self.plan, self.language)
+        if footer:
+            yield self._show("\n\n" + footer)
+
+    async def _answer(self) -> AsyncGenerator[TokenOut | HandoverOut, None]:
         started = time.perf_counter()
         if not self.prepared.answerable:
             self.timings["prompt_ms"], self.timings["overhead_ms"] = _ms(started), _ms(self.received)

@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chat.answers import Numbered
+from chat.asof import AsOf
 from chat.events import TokenOut
 from llm.gateway import GenerationResult
 from privacy.services import Redaction
 from rag.evidence import Evidence
 from rag.selectors import RetrievedChunk
+from rag.versions import Scheduled, VersionInfo
 
 
 @dataclass
@@ -25,6 +27,9 @@ class Prepared:
     answerable: bool
     placeholders: dict[str, str]
     timings: dict[str, float | None] = field(default_factory=dict)
+    as_of: AsOf | None = None  # the day answered for (None: today, as before versions)
+    versions: dict[int, VersionInfo] = field(default_factory=dict)  # by passage document id
+    scheduled: list[Scheduled] = field(default_factory=list)  # versions the asker will see next
 
 
 @dataclass
