@@ -6,7 +6,6 @@ exact version of every cited passage. Pure functions over the prepared question.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +20,7 @@ from chat.asof import (
 )
 from chat.state import Plan, Prepared
 from rag.selectors import RetrievedChunk
-from rag.versions import Scheduled
+from rag.versions import Scheduled, passage_hash
 
 
 def answer_header(prepared: Prepared, language: str) -> str:
@@ -80,11 +79,6 @@ def citation_version(prepared: Prepared, chunk: RetrievedChunk, language: str) -
         "superseded": superseded,
         "version_label": info.label(today, language) if today else f"v{info.version}",
     }
-
-
-def passage_hash(text: str) -> str:
-    """What an auditor's view checks the stored passage against (rag/views.py, cited_passage)."""
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cited_versions(prepared: Prepared, plan: Plan | None, cited: list[int]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ rag/lifecycle.py; the rule retrieval applies is rag.selectors.IN_EFFECT."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -100,7 +101,10 @@ def versions_of(document_ids: Iterable[int]) -> dict[int, VersionInfo]:
     return {d.pk: version_info(d) for d in rows}
 
 
-def version_info(document: Document) -> VersionInfo:
+def version_info(document: Document, *, today: date | None = None) -> VersionInfo:
+    """A document's version facts; its successor's start is read unless already annotated."""
+    if not hasattr(document, "successor_from"):
+        document = _with_successor(Document.objects.filter(pk=document.pk)).get()
     return VersionInfo(
         document_id=document.pk,
         source_path=document.source_path,
@@ -201,3 +205,29 @@ def current_versions(*, today: date) -> list[Document]:
         .distinct("source_path")
     )
     return list(documents)
+
+
+def documents_with_lifecycle(documents: QuerySet[Document], *, today: date) -> list[Document]:
+    """The documents, each with `lifecycle` (its version label today) and `superseded_on`."""
+    listed = list(_with_successor(documents))
+    for document in listed:
+        info = version_info(document)
+        document.lifecycle = info.label(today)  # type: ignore[attr-defined]
+        document.superseded_on = info.superseded_on(today)  # type: ignore[attr-defined]
+        document.scheduled = info.scheduled(today)  # type: ignore[attr-defined]
+    return listed
+
+
+def version_targets() -> list[Document]:
+    """Per document, its latest version: what the upload form offers to add a version to."""
+    return list(
+        Document.objects.exclude(status=DocumentStatus.FAILED)
+        .order_by("source_path", "-version")
+        .distinct("source_path")
+    )
+
+
+def passage_hash(text: str) -> str:
+    """A cited passage's fingerprint, in the question's audit event; the auditor's view of the
+    passage (rag/version_views.py) checks the stored text against it."""
+    return hashlib.sha256(text.encode()).hexdigest()
