@@ -55,6 +55,8 @@ AFTER = re.compile(
     r"\b(?:after|since|from|starting(?: in| from)?|once|as of|(?:sau|tu|ke tu)(?: khi| ngay)?)\s+(?:\S+\s+){0,6}$"
     r"|\b(?:change[sd]?|changing|update[sd]?|updated|thay doi|doi)\s+(?:\S+\s+){0,2}$"
 )
+# The words that only introduce a date ("in March 2025", "hồi tháng 3"): taken out with it.
+LEAD_IN = re.compile(r"(?i)\b(?:back in|in|on|at|during|hồi|vào)\s*$")
 # dateparser knows "năm ngoái" and "tháng sau"; these say the same.
 ALIASES = {"nam truoc": "năm ngoái", "nam toi": "năm sau", "thang toi": "tháng sau"}
 EARLY, MIDDLE, LATE = "early", "mid", "late"
@@ -87,7 +89,8 @@ class AsOf:
         versions; its words ("March", "2025") would only pull in passages that mention them."""
         if not self.expression:
             return question
-        rest = (question[: self.start] + question[self.end :]).strip(" ,")
+        head = LEAD_IN.sub("", question[: self.start])
+        rest = (head + question[self.end :]).strip(" ,")
         return " ".join(rest.split()) or question
 
 
