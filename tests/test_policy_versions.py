@@ -290,7 +290,7 @@ def test_ingest_takes_a_new_version_with_its_dates_and_refuses_bad_ones(today: d
             "ingest", str(second), "--new-version-of", "travel.md", "--effective-from", "2026-11-01",
             "--effective-until", "2026-10-01", "--wait", stdout=io.StringIO(),
         )  # fmt: skip
-    with pytest.raises(CommandError, match="no document 'nope.md'"):
+    with pytest.raises(CommandError, match=r"no document 'nope\.md'"):
         call_command("ingest", str(second), "--new-version-of", "nope.md", "--wait", stdout=io.StringIO())
     assert Document.objects.count() == 1, "a refused version stores nothing"
     out = io.StringIO()
