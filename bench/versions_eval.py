@@ -1,0 +1,118 @@
+"""The dated golden set (bench/golden/versions/) end to end: the handbook and every version of
+the manifest's pages, with their effective dates, in a fresh embedded PostgreSQL; then
+`manage.py evaluate_answers --today <manifest today>` on the questions.
+
+    .venv/bin/python -m bench.versions_eval                      # dev questions, one line each
+    .venv/bin/python -m bench.versions_eval --holdout --quiet    # the hold-out: totals only
+
+The handbook's other pages are loaded as in effect since --baseline-from (distractors on every
+date); each manifest page is loaded version by version (`ingest --new-version-of --effective-from
+--effective-until`), so their numbers are the manifest's. Answers use the configured LLM
+backends; with none reachable, evidence mode quotes without a summary (facts are in the quotes).
+`load_versions()` loads the same into whatever database Django is configured for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, scratch_django
+
+VERSIONS = ROOT / "bench" / "golden" / "versions"
+HANDBOOK = ROOT.parent / "shared" / "corpus" / "tts-handbook"
+BASELINE = date(2020, 1, 1)
+
+
+def load_versions(*, manifest: Path, handbook: Path | None, baseline: date) -> dict[str, Any]:
+    """Ingest the handbook (less the manifest's pages) and the manifest's versions, in order."""
+    from rag.lifecycle import VersionDates
+    from rag.models import Document, DocumentStatus
+    from rag.services import document_create_from_upload, document_ingest
+
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    versioned = {d["source"] for d in data["documents"]}
+    started = time.perf_counter()
+
+    def ingest(path: Path, source_path: str, dates: VersionDates, version_of: str | None = None) -> Document:
+        with path.open("rb") as stream:
+            result = document_create_from_upload(
+                stream=stream,
+                file_name=path.name,
+                source_path=source_path,
+                enqueue=False,
+                new_version_of=version_of,
+                dates=dates,
+            )
+        document = result.document
+        if document.status == DocumentStatus.QUEUED:
+            document = document_ingest(document_id=document.pk)
+        return document
+
+    if handbook is not None:
+        for page in sorted(handbook.rglob("*.md")):
+            source = page.relative_to(handbook).as_posix()
+            if source not in versioned:
+                ingest(page, source, VersionDates(effective_from=baseline))
+    for entry in data["documents"]:
+        for version in entry["versions"]:
+            until = version["effective_until"]
+            document = ingest(
+                manifest.parent / version["file"],
+                entry["source"],
+                VersionDates(
+                    effective_from=date.fromisoformat(version["effective_from"]),
+                    effective_until=date.fromisoformat(until) if until else None,
+                ),
+                version_of=entry["source"] if version["version"] > 1 else None,
+            )
+            if (document.version, document.status) != (version["version"], DocumentStatus.READY):
+                raise SystemExit(
+                    f"{entry['source']} v{version['version']} loaded as v{document.version} ({document.status})"
+                )
+    return {
+        "documents_ready": Document.objects.filter(status=DocumentStatus.READY).count(),
+        "versions_loaded": sum(len(d["versions"]) for d in data["documents"]),
+        "load_s": round(time.perf_counter() - started, 1),
+        "today": data["today"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--holdout", action="store_true", help="score questions-holdout.jsonl (once, at the end)"
+    )
+    parser.add_argument("--questions", type=Path, default=None, help="another question file")
+    parser.add_argument("--handbook", type=Path, default=HANDBOOK, help="the other pages (distractors)")
+    parser.add_argument("--no-handbook", action="store_true", help="only the manifest's pages")
+    parser.add_argument("--baseline-from", type=date.fromisoformat, default=BASELINE)
+    parser.add_argument("--quiet", action="store_true", help="print only the totals")
+    args = parser.parse_args()
+    questions = args.questions or VERSIONS / (
+        "questions-holdout.jsonl" if args.holdout else "questions.jsonl"
+    )
+    with scratch_django():
+        from django.core.management import call_command
+
+        loaded = load_versions(
+            manifest=VERSIONS / "manifest.json",
+            handbook=None if args.no_handbook else args.handbook,
+            baseline=args.baseline_from,
+        )
+        print(json.dumps({"loaded": loaded}), flush=True)
+        out = io.StringIO()
+        flags = ["--quiet"] if args.quiet else []
+        call_command("evaluate_answers", str(questions), "--today", loaded["today"], *flags, stdout=out)
+        print(out.getvalue(), end="")
+
+
+if __name__ == "__main__":
+    main()
