@@ -95,6 +95,10 @@ def main() -> None:
     parser.add_argument("--no-handbook", action="store_true", help="only the manifest's pages")
     parser.add_argument("--baseline-from", type=date.fromisoformat, default=BASELINE)
     parser.add_argument("--quiet", action="store_true", help="print only the totals")
+    parser.add_argument(
+        "--then-holdout", action="store_true",
+        help="after the dev questions, score the hold-out on the same load (its totals only)",
+    )  # fmt: skip
     args = parser.parse_args()
     questions = args.questions or VERSIONS / (
         "questions-holdout.jsonl" if args.holdout else "questions.jsonl"
@@ -111,7 +115,12 @@ def main() -> None:
         out = io.StringIO()
         flags = ["--quiet"] if args.quiet else []
         call_command("evaluate_answers", str(questions), "--today", loaded["today"], *flags, stdout=out)
-        print(out.getvalue(), end="")
+        print(out.getvalue(), end="", flush=True)
+        if args.then_holdout:
+            out = io.StringIO()
+            holdout = VERSIONS / "questions-holdout.jsonl"
+            call_command("evaluate_answers", str(holdout), "--today", loaded["today"], "--quiet", stdout=out)
+            print(json.dumps({"holdout": json.loads(out.getvalue())}))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ AFTER = re.compile(
     r"\b(?:after|since|from|starting(?: in| from)?|once|as of|(?:sau|tu|ke tu)(?: khi| ngay)?)\s+(?:\S+\s+){0,6}$"
     r"|\b(?:change[sd]?|changing|update[sd]?|updated|thay doi|doi)\s+(?:\S+\s+){0,2}$"
 )
+# Words that say "today" ask about no topic; they are not searched either.
+NOW_WORDS = re.compile(r"(?i)\b(?:right now|currently|at present|nowadays|hiện nay|hiện tại|bây giờ)\b")
 # The words that only introduce a date ("in March 2025", "hồi tháng 3"): taken out with it.
 LEAD_IN = re.compile(r"(?i)\b(?:back in|in|on|at|during|hồi|vào)\s*$")
 # dateparser knows "năm ngoái" and "tháng sau"; these say the same.
@@ -88,7 +90,7 @@ class AsOf:
         """The question with its date expression taken out, for retrieval: the date chooses
         versions; its words ("March", "2025") would only pull in passages that mention them."""
         if not self.expression:
-            return question
+            return " ".join(NOW_WORDS.sub("", question).split()).lstrip(", ") or question
         head = LEAD_IN.sub("", question[: self.start])
         rest = (head + question[self.end :]).strip(" ,")
         return " ".join(rest.split()) or question
@@ -155,7 +157,9 @@ def _parse(text: str, *, language: str, today: date) -> tuple[date, str] | None:
         text = re.sub(rf"(?i)\b{season}\b(?: of)?", "", text).strip()
     language = language if language in ("en", "vi") else "en"
     parser = DateDataParser(
-        languages=[language, "en"] if language != "en" else ["en"],
+        # Both, the question's first: a Vietnamese question typed without diacritics ("thang
+        # truoc") is often detected as English.
+        languages=[language, "vi" if language == "en" else "en"],
         settings={
             "RELATIVE_BASE": datetime.combine(today, datetime.min.time()),
             # Vietnamese writes day/month; English questions here follow the US handbook's month/day.

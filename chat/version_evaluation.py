@@ -79,9 +79,13 @@ def _rate(values: Iterable[bool]) -> float | None:
 
 def version_summary(scores: list[VersionScore]) -> dict[str, Any]:
     def block(items: list[VersionScore]) -> dict[str, Any]:
+        citing = [s for s in items if s.cited_versions]
         return {
             "questions": len(items),
             "version_accuracy": _rate(s.version_correct for s in items),
+            # Of the answers that quote their source page at all: quoted the right version.
+            "answers_citing_the_source": len(citing),
+            "version_accuracy_when_cited": _rate(s.version_correct for s in citing),
             "stale_facts_shown": sum(s.stale_facts_shown for s in items),
             "answers_quoting_a_version_not_in_effect": sum(1 for s in items if s.out_of_effect_cited),
             "answers_citing_an_unreadable_document": sum(1 for s in items if s.unreadable_cited),

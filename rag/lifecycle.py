@@ -82,7 +82,8 @@ def version_dates_apply(*, document: Document, dates: VersionDates, predecessor:
 
 
 def version_created_record(*, document: Document, predecessor: Document | None, actor: User | None) -> None:
-    """Audit a new upload: `new_version`, and `scheduled` when it takes effect later than today."""
+    """Audit a new upload: `new_version` when it follows a predecessor (a first upload is not a
+    lifecycle change), and `scheduled` when it takes effect later than today."""
     detail = {
         "predecessor_id": predecessor.pk if predecessor else None,
         "effective_from": _iso(document.effective_from),
@@ -90,7 +91,8 @@ def version_created_record(*, document: Document, predecessor: Document | None, 
         "review_by": _iso(document.review_by),
         "content_hash": document.content_hash,
     }
-    lifecycle_record(document=document, action="new_version", actor=actor, **detail)
+    if predecessor is not None:
+        lifecycle_record(document=document, action="new_version", actor=actor, **detail)
     if document.effective_from and document.effective_from > company_today():
         lifecycle_record(
             document=document, action="scheduled", actor=actor, effective_from=_iso(document.effective_from)

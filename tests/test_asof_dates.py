@@ -79,3 +79,12 @@ def test_retrieval_searches_the_question_without_its_date() -> None:
     question = "In March 2025, what was the maximum advanced sick leave?"
     as_of = question_as_of(question, today=TODAY)
     assert as_of.question_without_date(question) == "what was the maximum advanced sick leave?"
+
+
+def test_words_for_now_are_not_searched() -> None:
+    question = "Hiện nay, khi đi công tác thì chi phí trên bao nhiêu phải giữ hóa đơn?"
+    as_of = question_as_of(question, language="vi", today=TODAY)
+    assert (
+        as_of.question_without_date(question)
+        == "khi đi công tác thì chi phí trên bao nhiêu phải giữ hóa đơn?"
+    )
