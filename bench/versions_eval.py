@@ -6,7 +6,9 @@ the manifest's pages, with their effective dates, in a fresh embedded PostgreSQL
     .venv/bin/python -m bench.versions_eval --holdout --quiet    # the hold-out: totals only
 
 The handbook's other pages are loaded as in effect since --baseline-from (distractors on every
-date); each manifest page is loaded version by version (`ingest --new-version-of --effective-from
+date), and each manifest page's last version again as a document only a group the evaluator is
+not in may read (an answer quoting one would quote a version the asker may not read); each
+manifest page is loaded version by version (`ingest --new-version-of --effective-from
 --effective-until`), so their numbers are the manifest's. Answers use the configured LLM
 backends; with none reachable, evidence mode quotes without a summary (facts are in the quotes).
 `load_versions()` loads the same into whatever database Django is configured for.
@@ -29,8 +31,20 @@ HANDBOOK = ROOT.parent / "shared" / "corpus" / "tts-handbook"
 BASELINE = date(2020, 1, 1)
 
 
-def load_versions(*, manifest: Path, handbook: Path | None, baseline: date) -> dict[str, Any]:
-    """Ingest the handbook (less the manifest's pages) and the manifest's versions, in order."""
+RESTRICTED_GROUP = "eval-restricted"
+
+
+def load_versions(
+    *, manifest: Path, handbook: Path | None, baseline: date, restricted: bool = True
+) -> dict[str, Any]:
+    """Ingest the handbook (less the manifest's pages) and the manifest's versions, in order.
+
+    With `restricted`, each page's last version is also loaded as another document, in effect on
+    every date but readable only by RESTRICTED_GROUP (which the evaluator is not in): an answer
+    that quoted it would be an answer from a version the asker may not read.
+    """
+    from django.contrib.auth.models import Group
+
     from rag.lifecycle import VersionDates
     from rag.models import Document, DocumentStatus
     from rag.services import document_create_from_upload, document_ingest
@@ -39,15 +53,23 @@ def load_versions(*, manifest: Path, handbook: Path | None, baseline: date) -> d
     versioned = {d["source"] for d in data["documents"]}
     started = time.perf_counter()
 
-    def ingest(path: Path, source_path: str, dates: VersionDates, version_of: str | None = None) -> Document:
+    def ingest(
+        path: Path,
+        source_path: str,
+        dates: VersionDates,
+        version_of: str | None = None,
+        groups: list[Group] | None = None,
+        data: bytes | None = None,
+    ) -> Document:
         with path.open("rb") as stream:
             result = document_create_from_upload(
-                stream=stream,
+                stream=io.BytesIO(data) if data is not None else stream,
                 file_name=path.name,
                 source_path=source_path,
                 enqueue=False,
                 new_version_of=version_of,
                 dates=dates,
+                allowed_groups=groups,
             )
         document = result.document
         if document.status == DocumentStatus.QUEUED:
@@ -75,8 +97,22 @@ def load_versions(*, manifest: Path, handbook: Path | None, baseline: date) -> d
                 raise SystemExit(
                     f"{entry['source']} v{version['version']} loaded as v{document.version} ({document.status})"
                 )
+    if restricted:
+        group, _ = Group.objects.get_or_create(name=RESTRICTED_GROUP)
+        for entry in data["documents"]:
+            last = manifest.parent / entry["versions"][-1]["file"]
+            # Not byte-identical (content hashes are unique): a marker line at the end.
+            copy = last.read_bytes() + b"\n<!-- restricted copy -->\n"
+            ingest(
+                last,
+                "restricted/" + entry["source"],
+                VersionDates(effective_from=baseline),
+                groups=[group],
+                data=copy,
+            )
     return {
         "documents_ready": Document.objects.filter(status=DocumentStatus.READY).count(),
+        "restricted_copies": Document.objects.filter(allowed_groups__name=RESTRICTED_GROUP).count(),
         "versions_loaded": sum(len(d["versions"]) for d in data["documents"]),
         "load_s": round(time.perf_counter() - started, 1),
         "today": data["today"],
