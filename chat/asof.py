@@ -226,10 +226,6 @@ HEADERS = {
     "vi": "**Tính đến ngày {day}:** câu trả lời dựa trên các phiên bản chính sách có hiệu lực vào ngày đó{reading}.",
 }
 READINGS = {"en": " (“{expression}” read as {day})", "vi": " (“{expression}” được hiểu là ngày {day})"}
-NOTHING_IN_EFFECT = {
-    "en": "No version of the policies I have was in effect on {day}.",
-    "vi": "Không có phiên bản chính sách nào có hiệu lực vào ngày {day}.",
-}
 SCHEDULED_LINES = {
     "en": "A new version takes effect on {day}: [{title} v{version}]({url}).",
     "vi": "Một phiên bản mới có hiệu lực từ ngày {day}: [{title} phiên bản {version}]({url}).",
