@@ -338,6 +338,7 @@ def test_11_a_version_scheduled_for_next_month_answers_from_its_date_and_stays_a
     # The clock passes the date (no job runs): the same question gets v2.
     live_app.clock.write_text((takes_effect + timedelta(days=1)).isoformat())
     try:
+        page.goto("/chat/")  # a new conversation: the first answer is not in the model's history
         ask_and_watch(page, PER_DIEM_QUESTION)
         second = page.locator(".msg.assistant").last.inner_text()
         assert "52 EUR" in second and "45 EUR" not in second, second
