@@ -74,7 +74,7 @@ def load_synthetic_chunks(count: int, versions: int = 1) -> tuple[float, float]:
             document_id = cursor.fetchone()[0]
             with cursor.copy(
                 "COPY rag_chunk (document_id, ordinal, text, heading_path, document_title, lang, token_count,"
-                " embedding) FROM STDIN"
+                " embedding, sentence_model) FROM STDIN"
             ) as copy:
                 for i in range(per_doc):
                     n = d * per_doc + i
@@ -90,6 +90,7 @@ def load_synthetic_chunks(count: int, versions: int = 1) -> tuple[float, float]:
                             "en",
                             len(text.split()),
                             vector,
+                            "",  # no sentence vectors: retrieval does not read them
                         )
                     )
         load_s = time.perf_counter() - started
