@@ -227,6 +227,17 @@ def test_the_auditor_opens_the_exact_cited_text_after_the_version_is_superseded_
     assert url in audit_page, "the audit event links to the exact passage"
 
 
+def test_an_overdue_policy_carries_a_review_notice_only_when_configured(
+    today: date, make_user: Callable[..., User]
+) -> None:
+    ingest_bytes(TRAVEL_V1, "travel.md", dates=VersionDates(review_by=date(2026, 9, 30)))
+    make_user("emp")
+    assert "due for review" not in ask_json("emp")["answer"], "off by default"
+    with override_settings(REVIEW_NOTICE_IN_ANSWERS=True):
+        answer = ask_json("emp")["answer"]
+    assert answer.rstrip().endswith("This policy was due for review on 30 September 2026.")
+
+
 # --- the changes view and the documents page ---------------------------------------------------
 
 
