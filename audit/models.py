@@ -20,6 +20,8 @@ class AuditEvent(models.Model):
         ACCOUNT_SYNC = "account_sync"
         ACCOUNT_DISABLED = "account_disabled"
         API_KEY = "api_key"
+        # A policy version's life: new version, scheduled, superseded, retired, review date.
+        DOCUMENT_LIFECYCLE = "document_lifecycle"
 
     seq = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(db_index=True)

@@ -1,12 +1,15 @@
 """Retrieval latency at scale: 100k synthetic chunks in a fresh embedded PostgreSQL.
 
     .venv/bin/python -m bench.retrieval_scale [--chunks 100000] [--queries 500] [--explain]
+    .venv/bin/python -m bench.retrieval_scale --versions 3   # each document in 3 dated versions
 
 Synthetic chunks reuse real sentences (so full-text search has real words to match) with
 random unit vectors (so the HNSW graph has the right size and shape); each chunk's four
 sentences get a row of the sentence leg with a random vector too (400k rows at 100k chunks,
 their own HNSW graph); the query embedding is real. Prints p50/p95/p99 of `retrieve()` (query
 embedding included), hybrid and per mode.
+With --versions N, documents come in N dated versions of one source path, one year each, the
+last open-ended: on today's date only 1/N of the chunks are in effect (rag.selectors.IN_EFFECT).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import random
 import secrets
 import sys
 import time
+from datetime import date
 from typing import Any
 
 import numpy as np
 
 from bench.common import ROOT, golden_questions, retrieval_latency, scratch_django
+from rag.vectors import EMBEDDING_DIMENSIONS, l2_normalised
 
 
 def _sentences() -> list[str]:
@@ -36,11 +41,19 @@ SENTENCES_PER_CHUNK = 4  # the synthetic chunk's text is four sentences
 
 
 def _unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
-    vectors = rng.standard_normal((count, 384)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return l2_normalised(rng.standard_normal((count, EMBEDDING_DIMENSIONS)))
 
 
-def load_synthetic_chunks(count: int) -> tuple[float, float]:
+def _version_dates(d: int, versions: int) -> tuple[date | None, date | None]:
+    """Version d % versions + 1 of its document: one year each from 2024, the last open-ended."""
+    if versions == 1:
+        return None, None
+    n = d % versions
+    start = date(2024 + n, 1, 1)
+    return start, (None if n == versions - 1 else date(2024 + n, 12, 31))
+
+
+def load_synthetic_chunks(count: int, versions: int = 1) -> tuple[float, float]:
     """`count` synthetic chunks in 400-chunk documents, their sentence rows, then both HNSW
     graphs; returns (load s, index s)."""
     from django.db import connection
@@ -59,14 +72,17 @@ def load_synthetic_chunks(count: int) -> tuple[float, float]:
             cursor.execute(
                 "INSERT INTO rag_document (title, source_path, content_hash, detected_type, size_bytes, version,"
                 " lang, metadata, status, failure_reason, progress, file, created_at, updated_at,"
-                " title_embedding)"
-                " VALUES (%s, %s, %s, 'markdown', 0, 1, 'en', '{}', 'ready', '', '{}', '', now(), now(), %s)"
+                " title_embedding, effective_from, effective_until)"
+                " VALUES (%s, %s, %s, 'markdown', 0, %s, 'en', '{}', 'ready', '', '{}', '', now(), now(), %s,"
+                " %s, %s)"
                 " RETURNING id",
                 [
-                    f"Synthetic {d}",
-                    f"synthetic/{d}.md",
+                    f"Synthetic {d // versions}",
+                    f"synthetic/{d // versions}.md",
                     secrets.token_hex(32),
+                    d % versions + 1,
                     "[" + ",".join(f"{x:.6f}" for x in vectors[d]) + "]",  # a title vector
+                    *_version_dates(d, versions),
                 ],
             )
             document_id = cursor.fetchone()[0]
@@ -84,7 +100,7 @@ def load_synthetic_chunks(count: int) -> tuple[float, float]:
                             i,
                             text,
                             f"Section {i % 17}",
-                            f"Synthetic {d}",
+                            f"Synthetic {d // versions}",
                             "en",
                             len(text.split()),
                             vector,
@@ -128,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--versions", type=int, default=1, help="dated versions per document (1-5)")
     parser.add_argument(
         "--explain",
         action="store_true",
@@ -135,10 +152,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     with scratch_django():
-        load_s, index_s = load_synthetic_chunks(args.chunks)
+        load_s, index_s = load_synthetic_chunks(args.chunks, max(1, min(args.versions, 5)))
         questions = golden_questions()
         report: dict[str, object] = {
             "chunks": args.chunks,
+            "versions_per_document": args.versions,
             "load_s": round(load_s, 1),
             "hnsw_build_s": round(index_s, 1),
         }

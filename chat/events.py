@@ -63,11 +63,15 @@ class Done:
     prompt_tokens: int | None = None  # what the model was sent and wrote, as it reported
     completion_tokens: int = 0
     finish_reason: str | None = None  # the model's: "length" when it ran out of tokens
+    as_of: str = ""  # the day the answer was given for (ISO), today unless the question named one
+    scheduled: str | None = None  # a cited policy's next version's effective date, if the asker may see it
 
 
 Event = Started | TokenOut | HandoverOut | CitationsOut | Done
 
 CITATION_FIELDS = ("n", "document_id", "title", "heading", "page", "url", "cited")
+# Added with policy versions (docs/policy-versions.md); absent from citations stored before.
+VERSION_FIELDS = ("version", "effective_from", "effective_until", "superseded", "version_label")
 
 
 def event_as_json(event: Event) -> dict[str, Any]:
@@ -78,7 +82,7 @@ def event_as_json(event: Event) -> dict[str, Any]:
     if isinstance(event, HandoverOut):
         return {"type": "handover", "from": event.from_backend, "to": event.to_backend}
     if isinstance(event, CitationsOut):
-        return {"type": "citations", "items": [{k: c[k] for k in CITATION_FIELDS} for c in event.items]}
+        return {"type": "citations", "items": [citation_as_json(c) for c in event.items]}
     return {
         "type": "done",
         "message_id": event.message_id,
@@ -92,4 +96,13 @@ def event_as_json(event: Event) -> dict[str, Any]:
         "declined": event.declined,
         "checks": event.checks,
         "timings": event.timings,
+        "as_of": event.as_of,
+        **({"scheduled": event.scheduled} if event.scheduled else {}),
+    }
+
+
+def citation_as_json(citation: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{k: citation[k] for k in CITATION_FIELDS},
+        **{k: citation[k] for k in VERSION_FIELDS if k in citation},
     }

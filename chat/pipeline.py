@@ -45,12 +45,14 @@ from chat.answers import (
     summary_messages,
     summary_usable,
 )
+from chat.asof import question_as_of
 from chat.claims import claims_check
 from chat.events import AskError, CitationsOut, Done, Event, HandoverOut, Started, TokenOut
 from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import HISTORY_TURNS, prompt_build
 from chat.recording import answer_record, document_url, retrieved_scores
 from chat.state import Asking, Draft, Outcome, Plan, Prepared
+from chat.versioning import answer_footer, answer_header
 from core.db import release_db_connection
 from core.tracing import new_id, trace_id_var
 from llm.config import llm_backends
@@ -58,6 +60,7 @@ from llm.gateway import GatewayBusy, GatewayError, GenerationResult, Handover, T
 from privacy.services import PlaceholderVault, text_redact, vault_for
 from rag.evidence import evidence_answerable
 from rag.selectors import question_evidence, retrieve_for_question
+from rag.versions import scheduled_versions, versions_of
 
 TITLE_CHARS = 80
 logger = logging.getLogger(__name__)
@@ -97,8 +100,11 @@ def _prepare(*, user: User, question: str, conversation_id: str | None, asking: 
             "question redacted",
             extra={"language": redaction.language, "pii_counts": redaction.counts, "ms": redaction_ms},
         )
+        # The day the question asks about picks the policy versions; its words are not searched.
+        as_of = question_as_of(redaction.text, language=redaction.language)
+        asked = as_of.question_without_date(redaction.text)
         started = time.perf_counter()
-        retrieval = retrieve_for_question(query=redaction.text, user=user, k=settings.RETRIEVAL_K)
+        retrieval = retrieve_for_question(query=asked, user=user, k=settings.RETRIEVAL_K, as_of=as_of.day)
         retrieval_ms = _ms(started)
         passages = retrieval.passages
         logger.info(
@@ -110,7 +116,7 @@ def _prepare(*, user: User, question: str, conversation_id: str | None, asking: 
             },
         )
         started = time.perf_counter()
-        evidence = question_evidence(question=redaction.text, retrieval=retrieval)
+        evidence = question_evidence(question=asked, retrieval=retrieval)
         evidence_ms = _ms(started)
         message_id = uuid.uuid4()
         with transaction.atomic():
@@ -146,6 +152,11 @@ def _prepare(*, user: User, question: str, conversation_id: str | None, asking: 
             },
             asking=asking,
             history_restorations=history_restorations,
+            as_of=as_of,
+            versions=versions_of(p.document_id for p in passages),
+            scheduled=scheduled_versions(source_paths=[p.source_path for p in passages], user=user)
+            if as_of.is_today
+            else [],
         )
     finally:
         release_db_connection()  # nothing holds a connection while the LLM streams
@@ -315,6 +326,17 @@ class Answering:
         return self.draft.add(piece)
 
     async def events(self) -> AsyncGenerator[TokenOut | HandoverOut, None]:
+        """The answer, under its "as of" line and above its version notices (chat/versioning.py)."""
+        header = answer_header(self.prepared, self.language)
+        if header:
+            yield self._show(header + "\n\n")
+        async for event in self._answer():
+            yield event
+        footer = answer_footer(self.prepared, self.plan, self.language)
+        if footer:
+            yield self._show("\n\n" + footer)
+
+    async def _answer(self) -> AsyncGenerator[TokenOut | HandoverOut, None]:
         started = time.perf_counter()
         if not self.prepared.answerable:
             self.timings["prompt_ms"], self.timings["overhead_ms"] = _ms(started), _ms(self.received)

@@ -23,6 +23,7 @@ from chat.events import Done
 from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import MARK_END, MARK_START, answer_render, citations_check
 from chat.state import Draft, Outcome, Plan, Prepared
+from chat.versioning import as_of_detail, citation_version, cited_versions, done_version_fields
 from core import metrics
 from core.db import release_db_connection
 from privacy.pool import pii_find_pooled
@@ -44,9 +45,11 @@ def _passage_url(chunk: RetrievedChunk, evidence: list[tuple[int, int]]) -> str:
     return document_url(chunk.document_id) + query + f"#chunk-{chunk.chunk_id}"
 
 
-def _citation_items(plan: Plan, cited: list[int]) -> list[dict[str, Any]]:
+def _citation_items(plan: Plan, cited: list[int], prepared: Prepared) -> list[dict[str, Any]]:
     """Every passage the answer was given, numbered as in the answer; `cited` marks those it
-    cites (the UI shows them first, the rest as "also consulted")."""
+    cites (the UI shows them first, the rest as "also consulted"). Each says which version of
+    its document it comes from, and when that version is in effect."""
+    language = prepared.question.language
     spans = {g.n: [(s.start, s.end) for s in g.sentences] for g in plan.groups}
     items = [
         {
@@ -60,6 +63,7 @@ def _citation_items(plan: Plan, cited: list[int]) -> list[dict[str, Any]]:
             "source_path": chunk.source_path,
             "evidence": [list(span) for span in spans.get(n, [])],
             "cited": n in cited,
+            **citation_version(prepared, chunk, language),
         }
         for n, chunk in enumerate(plan.given, start=1)
     ]
@@ -124,7 +128,7 @@ def answer_record(
         )
         marked_text = answer.text if answer else ""
         answer_text = marked_text.replace(MARK_START, "").replace(MARK_END, "")
-        citations = _citation_items(plan, checked.cited) if plan else []
+        citations = _citation_items(plan, checked.cited, prepared) if plan else []
         html = answer_render(text=marked_text, citation_urls={c["n"]: c["url"] for c in citations})
         # A stopped or failed answer is still attributed to the backend that was streaming it.
         backend = result.backend or (result.attempts[-1].backend if result.attempts else "")
@@ -191,6 +195,9 @@ def answer_record(
                     "claims_checked": report.claims if report else 0,
                     "checks": checks,
                     "summary_withheld": draft.withheld,
+                    # Which text each cited passage is: document, version, content hash.
+                    "cited_versions": cited_versions(prepared, plan, checked.cited),
+                    **as_of_detail(prepared, plan),
                 },
             )
             return event.seq
@@ -229,6 +236,7 @@ def answer_record(
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             finish_reason=result.finish_reason,
+            **done_version_fields(prepared, plan),
         )
     finally:
         release_db_connection()

@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chat.answers import Numbered
+from chat.asof import AsOf
 from chat.events import TokenOut
 from llm.gateway import GenerationResult
 from privacy.services import Redaction
 from rag.evidence import Evidence
 from rag.selectors import RetrievedChunk
+from rag.versions import Scheduled, VersionInfo
 
 CHANNELS = ("socket", "api", "cli", "evaluation")
 
@@ -44,6 +46,9 @@ class Prepared:
     asking: Asking = field(default_factory=Asking)
     # Placeholder → value for the caller's earlier turns (API history): for their response only.
     history_restorations: dict[str, str] = field(default_factory=dict, repr=False)
+    as_of: AsOf | None = None  # the day answered for (None: today, as before versions)
+    versions: dict[int, VersionInfo] = field(default_factory=dict)  # by passage document id
+    scheduled: list[Scheduled] = field(default_factory=list)  # versions the asker will see next
 
 
 @dataclass

@@ -37,6 +37,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"queue": "housekeeping"},
     },
+    "purge-expired-policy-versions": {
+        "task": "rag.tasks.purge_expired_versions",
+        "schedule": crontab(hour=3, minute=53),
+        "options": {"queue": "housekeeping"},
+    },
     "purge-expired-audit-events": {
         "task": "audit.tasks.purge_expired_events",
         "schedule": crontab(hour=3, minute=41),

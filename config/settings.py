@@ -306,6 +306,16 @@ CHAT_RECORD_RETRY_SECONDS = env_float("CHAT_RECORD_RETRY_SECONDS", 120.0, minimu
 CHAT_INTERRUPTED_AFTER_SECONDS = env_float("CHAT_INTERRUPTED_AFTER_SECONDS", 600.0, minimum=60.0)
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 64, minimum=1, maximum=1000)
+# --- Policy versions (rag/lifecycle.py, docs/policy-versions.md) ---------------------------
+# Superseded versions are kept this many days after they went out of effect, for "as of"
+# questions and auditors; 0 keeps them for ever.
+VERSION_RETENTION_DAYS = env_int("VERSION_RETENTION_DAYS", 0, minimum=0)
+# A document whose review-by date is this close is listed as due for review.
+REVIEW_DUE_DAYS = env_int("REVIEW_DUE_DAYS", 30, minimum=0, maximum=3650)
+# Answers quoting a policy past its review-by date say so in one line.
+REVIEW_NOTICE_IN_ANSWERS = env_bool("REVIEW_NOTICE_IN_ANSWERS", False)
+# Tests only: a file holding an ISO date that is "today" while it holds one (core/clock.py).
+TEST_CLOCK_FILE = env_str("TEST_CLOCK_FILE", "")
 # Reading one file may take this long before that document alone fails (a hostile file can be
 # built to make a parser work for minutes).
 INGEST_PARSE_SECONDS = env_float("INGEST_PARSE_SECONDS", 120.0, minimum=0.0)

@@ -48,7 +48,15 @@ class Document(models.Model):
     detected_type = models.CharField(max_length=20, blank=True)
     size_bytes = models.BigIntegerField()
     version = models.PositiveIntegerField(default=1)
+    # The date the document's own text gives (front matter); not what retrieval reads.
     effective_date = models.DateField(null=True, blank=True)
+    # The version's life, in the company's days (core/clock.py): in effect from `effective_from`
+    # through `effective_until`, either open-ended when empty. Retrieval filters on both in SQL
+    # (rag/selectors.py); a newer version closes its predecessors (rag/lifecycle.py).
+    effective_from = models.DateField(null=True, blank=True)
+    effective_until = models.DateField(null=True, blank=True)
+    review_by = models.DateField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
     lang = models.CharField(max_length=8, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any, Literal
 
 import numpy as np
@@ -12,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 
 from accounts.roles import ROLE_NAMES
+from core.clock import company_today
 from privacy.language import detect_language
 from rag.evidence import Evidence, evidence_select, question_topic
 from rag.glossary import english_paraphrase_terms, english_terms
@@ -74,9 +76,17 @@ VISIBLE_DOCUMENTS = f"""
       )
 """
 
+# Versions in effect on %(as_of)s, a company day (core/clock.py): today for a question about
+# the current rule, the asked date for an "as of" question. A scheduled version (from a later
+# day) and a superseded one (until an earlier day) are out; no dates means always in effect.
+IN_EFFECT = """
+      AND (d.effective_from IS NULL OR d.effective_from <= %(as_of)s::date)
+      AND (d.effective_until IS NULL OR d.effective_until >= %(as_of)s::date)
+"""
+
 # Only module constants are interpolated; every value from a request is a bound parameter.
 HYBRID_SQL = f"""
-WITH visible AS ({VISIBLE_DOCUMENTS}),
+WITH visible AS ({VISIBLE_DOCUMENTS}{IN_EFFECT}),
 vector_hits AS (
     SELECT id, row_number() OVER (ORDER BY distance) AS rank
     FROM (
@@ -181,16 +191,22 @@ LIMIT %(limit)s
 
 
 def retrieve(
-    *, query: str, user: AbstractBaseUser | AnonymousUser | None, k: int | None = None, mode: Mode = "hybrid"
+    *,
+    query: str,
+    user: AbstractBaseUser | AnonymousUser | None,
+    k: int | None = None,
+    mode: Mode = "hybrid",
+    as_of: date | None = None,
 ) -> list[RetrievedChunk]:
     """The k passages that best answer `query` among the documents `user` may see.
 
     Vector (HNSW cosine) and full-text candidates are fused with reciprocal rank fusion; in
     hybrid mode a candidate also scores by its best sentence (HNSW over sentence vectors) and
     its document by how near its title is to the question.
-    A user of None or an anonymous user sees only documents open to everyone.
+    A user of None or an anonymous user sees only documents open to everyone. Only versions in
+    effect on `as_of` (default: the company's today) are searched.
     """
-    return retrieve_for_question(query=query, user=user, k=k, mode=mode).passages
+    return retrieve_for_question(query=query, user=user, k=k, mode=mode, as_of=as_of).passages
 
 
 @dataclass(frozen=True)
@@ -204,11 +220,17 @@ class Retrieval:
 
 
 def retrieve_for_question(
-    *, query: str, user: AbstractBaseUser | AnonymousUser | None, k: int | None = None, mode: Mode = "hybrid"
+    *,
+    query: str,
+    user: AbstractBaseUser | AnonymousUser | None,
+    k: int | None = None,
+    mode: Mode = "hybrid",
+    as_of: date | None = None,
 ) -> Retrieval:
     """`retrieve`, also returning the question's vector and glossary terms."""
     params = _retrieval_params(query=query, user=user, k=k, mode=mode)
     vector, terms, vector_terms = params.pop("vector"), params.pop("terms"), params.pop("vector_terms")
+    params["as_of"] = as_of or company_today()
     rows = _run_retrieval(params)
     return Retrieval(
         passages=[_chunk(row) for row in rows],
@@ -219,12 +241,18 @@ def retrieve_for_question(
 
 
 def retrieval_plan(
-    *, query: str, user: AbstractBaseUser | AnonymousUser | None, k: int | None = None, mode: Mode = "hybrid"
+    *,
+    query: str,
+    user: AbstractBaseUser | AnonymousUser | None,
+    k: int | None = None,
+    mode: Mode = "hybrid",
+    as_of: date | None = None,
 ) -> str:
     """EXPLAIN ANALYZE of the retrieval query for `query` (bench/retrieval_scale.py --explain)."""
     params = _retrieval_params(query=query, user=user, k=k, mode=mode)
     for key in ("vector", "terms", "vector_terms"):
         params.pop(key)
+    params["as_of"] = as_of or company_today()
     return "\n".join(row[0] for row in _run_retrieval(params, explain=True))
 
 

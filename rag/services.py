@@ -34,12 +34,23 @@ from rag.index import (
     sentence_rows_store,
     sentence_vector_bytes,
 )
+from rag.lifecycle import (
+    VersionDates,
+    document_retire_record,
+    inherited_groups,
+    version_created_record,
+    version_dates_apply,
+    version_predecessor,
+    version_target,
+    versions_supersede,
+)
 from rag.models import Chunk, Document, DocumentStatus, IngestionStage
 from rag.parsing import ParsedDocument, ParseError, parse_document
 from rag.progress import EtaClock, progress_event, progress_publish
 
 logger = logging.getLogger(__name__)
 EMBED_BATCH = 64
+DEFAULT_DATES = VersionDates()  # from today, open-ended
 
 
 @dataclass(frozen=True)
@@ -66,11 +77,23 @@ def document_create_from_upload(
     file_name: str,
     source_path: str | None = None,
     uploaded_by: User | AnonymousUser | None = None,
-    allowed_groups: Iterable[Group] = (),
+    allowed_groups: Iterable[Group] | None = None,
     enqueue: bool = True,
+    new_version_of: str | None = None,
+    dates: VersionDates = DEFAULT_DATES,
 ) -> UploadResult:
-    """Store an upload and queue its ingestion. The same content twice gives the same document."""
-    source_path = _clean_source_path(source_path or file_name)
+    """Store an upload and queue its ingestion. The same content twice gives the same document.
+
+    It is a new version of `new_version_of` (a document's source path) when given, else of the
+    document with the same source path, if any. `dates` say when it takes effect (default: today);
+    readers are `allowed_groups`, or the predecessor's when None (rag/lifecycle.py).
+    """
+    dates.check()
+    source_path = (
+        version_target(new_version_of=new_version_of)
+        if new_version_of
+        else _clean_source_path(source_path or file_name)
+    )
     data = _read_limited(stream, settings.MAX_UPLOAD_BYTES)
     if data is None:
         return UploadResult(_failed_upload(file_name, source_path, uploaded_by, _too_large_reason()), True)
@@ -83,12 +106,7 @@ def document_create_from_upload(
     existing = Document.objects.filter(content_hash=content_hash).first()
     if existing is not None:
         return UploadResult(existing, False)
-    previous = (
-        Document.objects.filter(source_path=source_path)
-        .exclude(status=DocumentStatus.FAILED)
-        .order_by("-version")
-        .first()
-    )
+    previous = version_predecessor(source_path=source_path)
     document = Document.objects.create(
         title=PurePosixPath(file_name).stem,
         source_path=source_path,
@@ -101,11 +119,13 @@ def document_create_from_upload(
     document.file.save(
         f"{content_hash}{PurePosixPath(file_name).suffix.lower()[:10]}", ContentFile(data), save=True
     )
-    groups = list(allowed_groups)
+    groups = list(allowed_groups) if allowed_groups is not None else inherited_groups(previous)
     document.allowed_groups.set(groups)
     uploader = _real_user(uploaded_by)
     if groups and uploader is not None:
         _access_recorded(document, before=[], after=[g.name for g in groups], changed_by=uploader)
+    version_dates_apply(document=document, dates=dates, predecessor=previous)
+    version_created_record(document=document, predecessor=previous, actor=uploader)
     if enqueue:
         _enqueue_ingestion(document.pk)
     return UploadResult(document, True)
@@ -164,8 +184,11 @@ def document_reindex(*, document: Document) -> None:
         _enqueue_ingestion(document.pk)
 
 
-def document_retire(*, document: Document) -> None:
-    Document.objects.filter(pk=document.pk).update(status=DocumentStatus.RETIRED)
+@transaction.atomic
+def document_retire(*, document: Document, retired_by: User | None = None) -> None:
+    """Out of every answer from now on, "as of" ones too; auditors can still open its text."""
+    Document.objects.filter(pk=document.pk).update(status=DocumentStatus.RETIRED, retired_at=timezone.now())
+    document_retire_record(document=document, actor=retired_by)
     progress_publish(
         progress_event(document_id=document.pk, status=DocumentStatus.RETIRED, stage=IngestionStage.RETIRED)
     )
@@ -395,7 +418,7 @@ def _store_chunks(document: Document, drafts: list[ChunkDraft], embedded: _Embed
             "status", "failure_reason", "title_embedding", "next_title_embedding", "progress", "updated_at"
         ]
     )  # fmt: skip
-    _supersede_older_versions(locked)
+    versions_supersede(document=locked)
     transaction.on_commit(
         lambda: progress_publish(
             progress_event(
@@ -408,16 +431,6 @@ def _store_chunks(document: Document, drafts: list[ChunkDraft], embedded: _Embed
         )
     )
     return True
-
-
-def _supersede_older_versions(document: Document) -> None:
-    """A new version that is ready retires the older ones; their chunks leave retrieval at once."""
-    older = Document.objects.filter(source_path=document.source_path, version__lt=document.version).exclude(
-        status__in=[DocumentStatus.RETIRED, DocumentStatus.FAILED]
-    )
-    for old in older:
-        old.status = DocumentStatus.RETIRED
-        old.save(update_fields=["status", "updated_at"])
 
 
 def _set_progress(

@@ -7,6 +7,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from core import metrics
+from rag.lifecycle import versions_purge_expired
 from rag.models import Document, DocumentStatus
 from rag.services import document_ingest, document_mark_failed, documents_recover_stuck
 
@@ -44,3 +45,9 @@ def ingest_document(document_id: int) -> str:
 def recover_stuck_documents() -> dict[str, int]:
     """Re-queue or fail documents whose ingestion job was lost (Celery beat, every 30 seconds)."""
     return documents_recover_stuck()
+
+
+@shared_task(soft_time_limit=300, time_limit=360, queue="housekeeping")
+def purge_expired_versions() -> int:
+    """Delete superseded versions past POLICYDESK_VERSION_RETENTION_DAYS (none while it is 0)."""
+    return versions_purge_expired()

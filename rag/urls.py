@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from rag import views
+from rag import version_views, views
 
 app_name = "rag"
 urlpatterns = [
@@ -13,4 +13,7 @@ urlpatterns = [
     path("<int:document_id>/access/", views.access, name="access"),
     path("<int:document_id>/retire/", views.retire, name="retire"),
     path("<int:document_id>/delete/", views.delete, name="delete"),
+    path("<int:document_id>/changes/", version_views.changes, name="changes"),
+    path("<int:document_id>/review-by/", version_views.review_by, name="review_by"),
+    path("passages/<int:chunk_id>/", version_views.cited_passage, name="cited_passage"),
 ]

@@ -9,6 +9,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.decorators import role_required
 from accounts.roles import ASK_QUESTIONS, MANAGE_DOCUMENTS
+from core.clock import company_today
+from rag.lifecycle import VersionError
 from rag.models import Document
 from rag.selectors import (
     access_group_names,
@@ -25,14 +27,25 @@ from rag.services import (
     document_retire,
     document_set_access,
 )
+from rag.version_views import upload_version_options
+from rag.versions import documents_due_for_review, documents_with_lifecycle, version_info, version_targets
 
 MAX_FILES_PER_UPLOAD = 50
 
 
 @role_required(MANAGE_DOCUMENTS)
 def documents(request: HttpRequest) -> HttpResponse:
+    today = company_today()
     return render(
-        request, "rag/documents.html", {"documents": document_list(), "access_groups": access_group_names()}
+        request,
+        "rag/documents.html",
+        {
+            "documents": documents_with_lifecycle(document_list(), today=today),
+            "access_groups": access_group_names(),
+            "due_for_review": documents_due_for_review(today=today),
+            "version_targets": version_targets(),
+            "today": today,
+        },
     )
 
 
@@ -54,16 +67,26 @@ def upload(request: HttpRequest) -> HttpResponse:
         return redirect("rag:documents")
     try:
         groups = access_groups_parse(names=_group_names(request))
+        new_version_of, dates = upload_version_options(request)
+        if new_version_of and len(files) > 1:
+            raise VersionError(_("Upload one file at a time as a new version of a document."))
     except ValueError as exc:
         messages.error(request, str(exc))
         return redirect("rag:documents")
     for upload_file in files:
-        result = document_create_from_upload(
-            stream=upload_file,
-            file_name=upload_file.name or "upload",
-            uploaded_by=request.user,
-            allowed_groups=groups,
-        )
+        try:
+            result = document_create_from_upload(
+                stream=upload_file,
+                file_name=upload_file.name or "upload",
+                uploaded_by=request.user,
+                # Nothing ticked: a new version keeps its predecessor's readers (rag/lifecycle.py).
+                allowed_groups=groups or None,
+                new_version_of=new_version_of,
+                dates=dates,
+            )
+        except VersionError as exc:
+            messages.error(request, str(exc))
+            return redirect("rag:documents")
         if not result.created:
             messages.info(
                 request,
@@ -106,7 +129,8 @@ def access(request: HttpRequest, document_id: int) -> HttpResponse:
 @require_POST
 @role_required(MANAGE_DOCUMENTS)
 def retire(request: HttpRequest, document_id: int) -> HttpResponse:
-    document_retire(document=get_object_or_404(Document, pk=document_id))
+    user = request.user if isinstance(request.user, User) else None
+    document_retire(document=get_object_or_404(Document, pk=document_id), retired_by=user)
     return redirect("rag:documents")
 
 
@@ -130,6 +154,17 @@ def view(request: HttpRequest, document_id: int) -> HttpResponse:
         {"chunk": chunk, "segments": text_segments(chunk.text, spans if str(chunk.pk) == highlighted else [])}
         for chunk in document.chunks.all()
     ]
+    today = company_today()
+    info = version_info(document, today=today)
     return render(
-        request, "rag/view.html", {"document": document, "passages": passages, "highlighted": highlighted}
+        request,
+        "rag/view.html",
+        {
+            "document": document,
+            "passages": passages,
+            "highlighted": highlighted,
+            "version_label": info.label(today),
+            "superseded_on": info.superseded_on(today),
+            "scheduled": info.scheduled(today),
+        },
     )

@@ -76,7 +76,9 @@ def test_a_new_version_supersedes_the_old_one_in_retrieval() -> None:
     old = ingest_bytes(LEAVE_V1, "leave.md", source_path="policies/leave.md")
     new = ingest_bytes(LEAVE_V2, "leave.md", source_path="policies/leave.md")
     old.refresh_from_db()
-    assert (old.status, new.status, new.version) == (Document.Status.RETIRED, Document.Status.READY, 2)
+    # Kept for "as of" questions and auditors, but closed the day before the new one took effect.
+    assert (old.status, new.status, new.version) == (Document.Status.READY, Document.Status.READY, 2)
+    assert new.effective_from is not None and old.effective_until == new.effective_from - timedelta(days=1)
     texts = [c.text for c in retrieve(query="annual leave days", user=None, k=5)]
     assert any("25 days" in t for t in texts)
     assert not any("20 days" in t for t in texts)

@@ -155,7 +155,9 @@ function renderCitations(item, items) {
   list.setAttribute("aria-label", t("sources"));
   for (const c of items) {
     const li = el("li");
-    const label = `[${c.n}] ${c.title}${c.heading ? " — " + c.heading : ""}${c.page ? " (p. " + c.page + ")" : ""}`;
+    // The version and its dates ("v3, in effect since 2026-07-01") when the server sent them.
+    const version = c.version_label ? ` · ${c.version_label}` : "";
+    const label = `[${c.n}] ${c.title}${c.heading ? " — " + c.heading : ""}${c.page ? " (p. " + c.page + ")" : ""}${version}`;
     const link = el("a", c.cited ? "chip cited" : "chip consulted", label);
     link.href = c.url;
     if (!c.cited) link.title = t("consulted");

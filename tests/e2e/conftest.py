@@ -47,6 +47,8 @@ class LiveApp:
     primary: LocalLLMProcess
     secondary: LocalLLMProcess
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # The app's test clock (core/clock.py): empty means the real today; scenario 11 moves it.
+    clock: Path | None = None
 
     def manage(self, *args: str) -> str:
         return subprocess.run(
@@ -109,6 +111,8 @@ def live_app(
     ]  # fmt: skip
     import json
 
+    clock = tmp_path_factory.mktemp("clock") / "today"
+    clock.write_text("")
     client_secret = secrets.token_urlsafe(24)
     oidc_provider.client_put(
         "policydesk-e2e",
@@ -137,9 +141,10 @@ def live_app(
             "POLICYDESK_OIDC_CLIENT_SECRET": client_secret,
             "POLICYDESK_OIDC_PROVIDER_NAME": "Example Corp",
             "POLICYDESK_GROUP_MAP": json.dumps({"roles": {"All Staff": "employee"}, "default_role": None}),
+            "POLICYDESK_TEST_CLOCK_FILE": str(clock),
         }
     )
-    app = LiveApp(url=f"http://127.0.0.1:{port}", env=env, primary=primary, secondary=local_llm)
+    app = LiveApp(url=f"http://127.0.0.1:{port}", env=env, primary=primary, secondary=local_llm, clock=clock)
     try:
         app.manage("migrate", "--noinput")
         password_file = tmp_path_factory.mktemp("pw") / "password"

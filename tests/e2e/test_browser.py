@@ -10,13 +10,14 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import SHARED_DIR
-from tests.e2e.conftest import ARTIFACTS, IDP_PASSWORD, IDP_USER, PASSWORD, LiveApp
+from tests.e2e.conftest import ARTIFACTS, IDP_PASSWORD, IDP_USER, PASSWORD, ROOT, LiveApp
 
 pytestmark = [pytest.mark.timeout(240)]
 Page = Any  # playwright.sync_api.Page; imported lazily so collection never needs a browser
@@ -298,7 +299,7 @@ def test_10_an_employee_signs_in_through_the_company_provider_and_asks(page: Pag
 
 
 # 11 ------------------------------------------------------------------------------------------
-def test_11_an_employee_creates_an_api_key_uses_it_with_the_openai_sdk_and_revokes_it(
+def test_12_an_employee_creates_an_api_key_uses_it_with_the_openai_sdk_and_revokes_it(
     page: Page, live_app: LiveApp
 ) -> None:
     import openai
@@ -309,7 +310,7 @@ def test_11_an_employee_creates_an_api_key_uses_it_with_the_openai_sdk_and_revok
     page.click("#create-key button[type=submit]")
     secret = page.locator("#new-key-secret").inner_text().strip()
     assert secret.startswith("pd_")
-    shot(page, "11-new-key")
+    shot(page, "12-new-key")
     sdk = openai.OpenAI(api_key=secret, base_url=live_app.url + "/v1", max_retries=0, timeout=150)
     completion = sdk.chat.completions.create(
         model="policydesk",
@@ -336,8 +337,81 @@ def test_11_an_employee_creates_an_api_key_uses_it_with_the_openai_sdk_and_revok
         page.locator("#keys tr", has_text="e2e script").locator(".key-status").inner_text().strip()
         == "revoked"
     )
-    shot(page, "11-revoked")
+    shot(page, "12-revoked")
     with pytest.raises(openai.AuthenticationError):
         sdk.chat.completions.create(
             model="policydesk", messages=[{"role": "user", "content": "Still there?"}]
         )
+
+
+PER_DIEM_QUESTION = "How much is the per diem per travel day?"
+
+
+def test_11_a_version_scheduled_for_next_month_answers_from_its_date_and_stays_auditable(
+    page: Page, live_app: LiveApp, tmp_path: Path
+) -> None:
+    assert live_app.clock is not None
+    today = date.today()
+    takes_effect = (today.replace(day=1) + timedelta(days=32)).replace(day=1)  # the 1st of next month
+    # The admin uploads v2 of the travel policy (a new per diem) under another file name, as a
+    # new version of the existing document, effective from next month.
+    revised = tmp_path / "travel-policy-revised.md"
+    original = (ROOT / "demo_corpus" / "travel-policy.md").read_text()
+    assert "A per diem of 45 EUR" in original
+    revised.write_text(original.replace("A per diem of 45 EUR", "A per diem of 52 EUR"))
+    login(page, "paul")
+    page.goto("/documents/")
+    page.set_input_files("#upload-form input[type=file]", str(revised))
+    page.select_option("#version-of", "travel-policy.md")
+    page.fill("#effective-from", takes_effect.isoformat())
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_load_state()
+    scheduled = page.locator("#documents tr", has_text=f"takes effect on {takes_effect.isoformat()}")
+    scheduled.locator(".status-ready").wait_for(timeout=120_000)
+    assert "travel-policy.md" in scheduled.inner_text()
+    shot(page, "11-scheduled-version")
+
+    # An employee asks: v1 answers, and one line says a new version takes effect next month.
+    page.context.clear_cookies()
+    login(page, "emma")
+    ask_and_watch(page, PER_DIEM_QUESTION)
+    first = page.locator(".msg.assistant").last.inner_text()
+    assert "45 EUR" in first and "52 EUR" not in first, first
+    assert "A new version takes effect on" in first, first
+    shot(page, "11-current-answer-with-scheduled-line")
+
+    # The clock passes the date (no job runs): the same question gets v2.
+    live_app.clock.write_text((takes_effect + timedelta(days=1)).isoformat())
+    try:
+        page.goto("/chat/")  # a new conversation: the first answer is not in the model's history
+        ask_and_watch(page, PER_DIEM_QUESTION)
+        second = page.locator(".msg.assistant").last.inner_text()
+        assert "52 EUR" in second and "45 EUR" not in second, second
+        assert "A new version takes effect" not in second
+        shot(page, "11-answer-after-the-date")
+
+        # The auditor opens the first answer's cited text: v1, read-only, marked superseded.
+        page.context.clear_cookies()
+        login(page, "aud")
+        page.goto("/audit/?kind=question")
+        page.locator("table tbody tr td:first-child a").nth(
+            1
+        ).click()  # newest first: the first answer is second
+        page.wait_for_selector("#cited-passages a")
+        page.locator("#cited-passages a").first.click()
+        page.wait_for_selector("#cited-text")
+        assert "45 EUR" in page.locator("#cited-text").inner_text()
+        state = page.locator("#passage-state").inner_text()
+        assert f"Superseded on {takes_effect.isoformat()}" in state, state
+        shot(page, "11-auditor-sees-superseded-v1")
+
+        # The changes view shows the figure that moved.
+        page.context.clear_cookies()
+        login(page, "paul")
+        page.goto("/documents/")
+        page.locator("#documents tr", has_text="travel-policy.md").locator("a.changes-link").first.click()
+        page.wait_for_selector("#changes")
+        assert "45 \u2192 52 EUR" in page.locator("#changes .figure").all_inner_texts(), page.content()
+        shot(page, "11-changes-view")
+    finally:
+        live_app.clock.write_text("")  # later scenarios see the real today

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chat.events import AskError, Done, HandoverOut, Started, TokenOut, event_as_json
+from chat.events import AskError, Done, HandoverOut, Started, TokenOut, citation_as_json, event_as_json
 from chat.pipeline import question_answer
 from chat.state import Asking
 
@@ -39,11 +39,7 @@ class Command(BaseCommand):
                 **event_as_json(done),
                 "answer": done.text,
                 "citations": [
-                    {
-                        k: c[k]
-                        for k in ("n", "document_id", "title", "heading", "page", "source_path", "cited")
-                    }
-                    for c in done.citations
+                    {**citation_as_json(c), "source_path": c["source_path"]} for c in done.citations
                 ],
                 "attempts": done.attempts,
             }
