@@ -57,6 +57,9 @@ class Done:
     declined: bool = False  # "the policies do not cover this"
     checks: list[str] = field(default_factory=list)  # why the answer is unverified, if it is
     answerability: float = 0.0
+    # The support check of the model's sentences (chat/recording.py, support_summary): status,
+    # reasons, and how many were written, supported, shown, marked, collapsed, withheld.
+    support: dict[str, Any] = field(default_factory=dict)
 
 
 Event = Started | TokenOut | HandoverOut | CitationsOut | Done
@@ -86,4 +89,5 @@ def event_as_json(event: Event) -> dict[str, Any]:
         "declined": event.declined,
         "checks": event.checks,
         "timings": event.timings,
+        "support": event.support,
     }

@@ -265,7 +265,7 @@ def _model_words(text: str, *, vietnamese: bool) -> set[str]:
     return words_of(text) - FRAME_WORDS
 
 
-def _covered(word: str, policy: set[str]) -> bool:
+def _covered(word: str, policy: set[str] | frozenset[str]) -> bool:
     return word in policy or bool(PARAPHRASES.get(word, frozenset()) & policy)
 
 

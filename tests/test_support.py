@@ -24,9 +24,9 @@ FAMILY = (
 )
 SECURITY = ("Report a suspected incident within 1 hour to it-help@kestrel.example.",)
 SOURCES = [
-    Source(n=1, sentences=LEAVE, quoted=LEAVE[:3], context="Leave policy › Annual leave"),
-    Source(n=2, sentences=FAMILY, quoted=FAMILY[:2], context="Leave policy › Bereavement leave"),
-    Source(n=3, sentences=SECURITY, quoted=SECURITY, context="Security › Incidents"),
+    Source(n=1, sentences=LEAVE, quoted=LEAVE[:3], context="Leave policy > Annual leave"),
+    Source(n=2, sentences=FAMILY, quoted=FAMILY[:2], context="Leave policy > Bereavement leave"),
+    Source(n=3, sentences=SECURITY, quoted=SECURITY, context="Security > Incidents"),
 ]
 QUESTION = "How many days of paid annual leave do full-time employees receive?"
 QUESTION_VI = "Nhân viên toàn thời gian được bao nhiêu ngày nghỉ phép năm có lương?"
@@ -138,7 +138,9 @@ def test_only_must_come_from_the_policy(embedder: Embedder) -> None:
 
 def test_a_vietnamese_negation_is_read_as_one(embedder: Embedder) -> None:
     text = "Nhân viên toàn thời gian không được 20 ngày nghỉ phép năm có lương mỗi năm [1]."
-    assert "negation not in the policy sentence" in reasons(embedder, text, question=QUESTION_VI, language="vi")
+    assert "negation not in the policy sentence" in reasons(
+        embedder, text, question=QUESTION_VI, language="vi"
+    )
 
 
 def test_yes_followed_by_a_negation_contradicts_itself(embedder: Embedder) -> None:
@@ -152,7 +154,9 @@ def test_yes_followed_by_a_negation_contradicts_itself(embedder: Embedder) -> No
 def test_an_invented_requirement_is_flagged(embedder: Embedder) -> None:
     text = "Full-time employees need a driving licence to receive paid annual leave [1]."
     found = reasons(embedder, text)
-    assert found and all(r.startswith(("not in the policy sentence", "no policy sentence says this")) for r in found)
+    assert found and all(
+        r.startswith(("not in the policy sentence", "no policy sentence says this")) for r in found
+    )
 
 
 def test_a_sentence_about_something_the_policy_never_mentions_is_flagged(embedder: Embedder) -> None:
@@ -178,7 +182,9 @@ def test_a_sentence_about_something_the_policy_never_mentions_is_flagged(embedde
         ("Câu trả lời: 20 ngày nghỉ phép năm [1].", "template opening", "vi"),
     ],
 )  # fmt: skip
-def test_a_degenerate_sentence_is_rejected_outright(embedder: Embedder, text: str, reason: str, language: str) -> None:
+def test_a_degenerate_sentence_is_rejected_outright(
+    embedder: Embedder, text: str, reason: str, language: str
+) -> None:
     question = QUESTION_VI if language == "vi" else QUESTION
     assert reason in reasons(embedder, text, question=question, language=language)
 
@@ -190,13 +196,20 @@ def test_a_sentence_said_twice_is_repetition(embedder: Embedder) -> None:
     assert report.status == "partly supported"
 
 
-def test_a_last_list_item_without_a_full_stop_ends_when_the_model_stopped_by_itself(embedder: Embedder) -> None:
+def test_a_last_list_item_without_a_full_stop_ends_when_the_model_stopped_by_itself(
+    embedder: Embedder,
+) -> None:
     text = "Full-time employees receive 20 days of paid annual leave per calendar year [1]:\n- Leave accrues monthly [1]"
     stopped = support_check(
         text=text, question=QUESTION, language="en", sources=SOURCES, embed=embedder.embed_documents
     )
     cut_off = support_check(
-        text=text, question=QUESTION, language="en", sources=SOURCES, embed=embedder.embed_documents, complete=False
+        text=text,
+        question=QUESTION,
+        language="en",
+        sources=SOURCES,
+        embed=embedder.embed_documents,
+        complete=False,
     )
     assert "no sentence end" not in stopped.sentences[-1].reasons
     assert "no sentence end" in cut_off.sentences[-1].reasons
@@ -240,7 +253,10 @@ def test_the_status_says_how_much_is_supported(embedder: Embedder) -> None:
 
 def test_sentences_keep_their_offsets_and_markers_join_the_sentence_before() -> None:
     text = "Leave accrues monthly. [1] Up to five days carry over [1]."
-    assert [text[a:b] for a, b in text_sentences(text)] == ["Leave accrues monthly. [1]", "Up to five days carry over [1]."]
+    assert [text[a:b] for a, b in text_sentences(text)] == [
+        "Leave accrues monthly. [1]",
+        "Up to five days carry over [1].",
+    ]
 
 
 def test_a_passage_given_whole_is_checked_by_its_sentences_and_quotes_by_the_quotes() -> None:
