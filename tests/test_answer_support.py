@@ -7,14 +7,22 @@ shows the model's line only when it is supported. The audit event says which, an
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
 import re
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test.utils import override_settings
 
 from audit.models import AuditEvent
+from bench.fake_llm import FakeOpenAI
 from chat.models import Message
 from llm.config import BackendConfig
 from tests.test_chat import ask, backends, employee, fake, fake_backend, socket_for, until
@@ -22,6 +30,7 @@ from tests.test_chat import ask, backends, employee, fake, fake_backend, socket_
 pytestmark = [pytest.mark.django_db(transaction=True)]
 __all__ = ["employee"]
 
+GOLDEN = Path(__file__).parent / "fixtures" / "golden_answers.jsonl"
 QUESTION = "How many days of paid annual leave do full-time employees receive?"
 HONEST = "Full-time employees receive 20 days of paid annual leave per calendar year [1]."
 # "20" is in the passage, but for annual leave, not for the days that carry over.
@@ -134,3 +143,31 @@ async def test_evidence_mode_shows_a_supported_summary(employee: User) -> None:
     assert done["support"]["model_sentences"]["shown"] == 1
     assert done["timings"]["support_ms"] is not None
     assert (await audit_detail())["support"] == "verified"
+
+
+def serve(server: FakeOpenAI, ready: threading.Event, urls: list[str]) -> None:
+    """The fake model on its own event loop, for a test that is not async itself."""
+
+    async def main() -> None:
+        urls.append(await server.start())
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def test_evaluate_answers_counts_the_model_sentences_shown_supported_and_marked(employee: User) -> None:
+    server = FakeOpenAI(text=f"{HONEST} {MOVED} Leave accrues monthly [1].")
+    ready, urls = threading.Event(), list[str]()
+    thread = threading.Thread(target=serve, args=(server, ready, urls), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    out = io.StringIO()
+    with override_settings(LLM_BACKENDS=(fake_backend(urls[0]),), LLM_PROBE_INTERVAL=0):
+        call_command("evaluate_answers", str(GOLDEN), "--user", "emp", stdout=out)
+    totals = json.loads(out.getvalue().splitlines()[-1])
+    answered = totals["questions"] - round(totals["unanswerable_declined"] * totals["unanswerable"])
+    assert totals["model_sentences_written"] == 3 * answered
+    assert totals["model_sentences_supported"] == totals["model_sentences_shown"] == 2 * answered
+    assert totals["model_sentences_marked"] == answered and totals["model_sentences_withheld"] == 0
+    assert totals["answers_showing_unsupported_model_text"] == 0
