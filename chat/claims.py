@@ -42,12 +42,13 @@ UNITS = {
     "dollar": "$", "dollars": "$", "period": "pay period", "periods": "pay period",
     # Vietnamese: "20 ngày" is "20 days" ("năm" is also the word five: after a number, a year)
     "ngày": "day", "giờ": "hour", "tuần": "week", "tháng": "month", "năm": "year", "phút": "minute",
+    "lương": "pay period",  # "kỳ lương"
 }  # fmt: skip
 _NUMBER = re.compile(
     # "240 annual leave hours": up to two words may stand between a number and its unit.
     r"(\$\s?)?(\d[\d,]*(?:\.\d+)?)(?:(?:\s+[a-z]+){0,2}?\s*(%|percent\b|(?:business |calendar |work |working )?"
     r"(?:hours?|hrs?|days?|weeks?|months?|years?|minutes?)\b|(?:pay )?periods?\b|dollars?\b|"
-    r"(?:ngày|giờ|tuần|tháng|năm|phút)(?!\w)))?",
+    r"(?:ngày|giờ|tuần|tháng|năm|phút|kỳ lương)(?!\w)))?",
     re.I,
 )
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.I)

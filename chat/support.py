@@ -26,6 +26,7 @@ labelled pairs in bench/golden/support/ (docs/answers-verified.md; `python -m be
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,17 +42,18 @@ Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 # --- thresholds (calibrated on the dev pairs; see the module docstring) ------------------------
 # e5 cosine between a model sentence and the policy sentence it restates: unrelated sentences of
 # the same handbook sit near 0.78, restatements above 0.88.
-MIN_COSINE = 0.86
-MIN_COVERAGE = 0.75  # share of the sentence's content words the aligned policy sentence holds
+MIN_COSINE = 0.88
+MIN_COVERAGE = 0.8  # share of the sentence's content words the aligned policy sentence holds
 MAX_UNCOVERED = 1  # content words it may add that the policy sentence does not hold
 MIN_COSINE_VI = 0.86  # a Vietnamese sentence over English policy: e5 across languages
 MIN_COVERAGE_VI = 0.5  # of its glossary words (its own syllables match nothing English)
 ALIGN_COSINE_WEIGHT = 0.5  # alignment score: this much cosine (rescaled), the rest word overlap
-COSINE_FLOOR, COSINE_SPAN = 0.75, 0.2
-ROLE_WINDOW = 4  # content words either side of a figure that say what it is for
-ROLE_WINDOW_POLICY = 6
-ROLE_MIN_SHARE = 1.0  # of those words, the share the policy sentence has around the same figure
-ROLE_MIN_SHARE_VI = 0.5  # a Vietnamese sentence's glossary words: loose, several per phrase
+COSINE_FLOOR, COSINE_SPAN = 0.75, 0.25
+# A figure's role: the model's first ROLE_AFTER content words after it must meet the policy's
+# first ROLE_AFTER_POLICY after the same figure (or the one just before it); with none after
+# it, one of its ROLE_BEFORE words before must be within ROLE_WINDOW_POLICY of it.
+ROLE_AFTER, ROLE_BEFORE = 2, 3
+ROLE_AFTER_POLICY, ROLE_WINDOW_POLICY = 4, 6
 ALIGN_CANDIDATES = 12  # policy sentences embedded per model sentence: the best by word overlap
 
 # --- degeneration ---------------------------------------------------------------------------
@@ -92,7 +94,11 @@ def declined_in_words(text: str) -> bool:
 
 # --- polarity -------------------------------------------------------------------------------
 # "no later than", "not more than": limits, not negations ("up to" says the same).
-LIMIT = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|earlier|sooner|longer|greater)\s+than\b", re.I)
+LIMIT = re.compile(
+    r"\b(?:no|not)\s+(?:later|more|less|fewer|earlier|sooner|longer|greater)\s+than\b|"
+    r"(?<!\w)chưa\s+(?:dùng|sử dụng|được dùng)(?!\w)",  # "chưa dùng": unused, not a negation
+    re.I,
+)
 NEGATION = re.compile(
     r"\b(?:not|no|never|none|nor|neither|cannot|without|nobody|nothing)\b|n't\b|"
     r"(?<!\w)(?:không|chưa|chẳng|đừng|cấm)(?!\w)",
@@ -151,6 +157,8 @@ PARAPHRASES: dict[str, frozenset[str]] = {
         "get": ("receive", "earn", "accrue", "obtain"),
         "receive": ("get", "earn", "accrue"),
         "earn": ("accrue", "receive"),
+        "accrue": ("earn",),
+        "baby": ("birth", "child", "newborn"),
         "maximum": ("up", "cap", "capped", "limit", "most"),
         "limit": ("maximum", "cap", "capped", "up"),
         "submit": ("send", "file", "complete", "fill"),
@@ -314,7 +322,7 @@ def degeneration(
     reasons = []
     if TEMPLATE_OPENING.search(bare):
         reasons.append("template opening")
-    if _repeats(bare, earlier):
+    if _repeats(bare, earlier, sources_text):
         reasons.append("repetition")
     if _echoes(bare, question):
         reasons.append("echoes the question")
@@ -350,33 +358,38 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
-def _repeats(bare: str, earlier: Sequence[str]) -> bool:
-    """A phrase said twice in one sentence, a word said over and over, or a sentence said before."""
+def _repeats(bare: str, earlier: Sequence[str], sources_text: str) -> bool:
+    """A sentence said before, or a phrase said again and again in one sentence (a 4-word
+    phrase twice, a 3-word one three times, a word four times) that the policy does not repeat."""
     words = [w.lower() for w in WORD.findall(bare)]
-    grams = _ngrams(words, 3)
-    if len(grams) != len(set(grams)):
-        return True
-    content = [w for w in words if w not in STOPWORDS]
-    if content and max(content.count(w) for w in set(content)) >= 4:
-        return True
     mine = set(words)
     for other in earlier:
         theirs = {w.lower() for w in WORD.findall(other)}
         if mine and theirs and len(mine & theirs) / len(mine | theirs) >= 0.8:
             return True
-    return False
+    policy = " ".join(w.lower() for w in WORD.findall(sources_text))
+    if len(words) >= 4 and " ".join(words) in policy:
+        return False  # a policy sentence quoted as it is repeats only what the policy repeats
+    for n, times in ((4, 2), (3, 3)):
+        grams = _ngrams(words, n)
+        for gram in set(grams):
+            if grams.count(gram) >= times and policy.count(" ".join(gram)) < times:
+                return True
+    content = [w for w in words if w not in STOPWORDS]
+    return bool(content) and max(content.count(w) for w in set(content)) >= 4
 
 
 def _echoes(bare: str, question: str) -> bool:
-    """The question asked back, or restated without adding anything."""
-    if bare.rstrip().endswith("?"):
-        return True
+    """The question asked back (a question most of whose words are the asker's), or restated
+    without adding anything."""
     mine = {fold(w.lower()) for w in WORD.findall(bare)} - STOPWORDS
     asked = {fold(w.lower()) for w in WORD.findall(question)} - STOPWORDS
-    if not mine or not asked:
-        return False
-    new = mine - asked
-    return len(mine) >= 2 and len(new) == 0
+    if not mine:
+        return bare.rstrip().endswith("?")
+    echoed = len(mine & asked) / len(mine)
+    if bare.rstrip().endswith("?") and echoed >= 0.5:
+        return True
+    return len(mine) >= 2 and echoed == 1.0
 
 
 def _wrong_language(bare: str, language: str) -> bool:
@@ -396,6 +409,72 @@ class _Candidate:
     text: str
     words: frozenset[str]
     context: frozenset[str]
+    source_context: str  # the passage's title and heading, as written
+
+
+LIST_GAP = 2  # sentences an item may run on for before the next item (evidence does the same)
+
+
+def _list_unit(aligned: _Candidate, candidates: list[_Candidate]) -> list[_Candidate]:
+    """The aligned sentence; or, when it is a list's lead-in or one of its items, the whole
+    list: the sentence before the first item, then the items and what they run on with.
+    Candidates are in text order, passage by passage."""
+    same = [c for c in candidates if c.n == aligned.n]
+    at = same.index(aligned)
+    runs: list[list[int]] = []
+    for i, candidate in enumerate(same):
+        if _list_item(candidate.text):
+            if runs and i - runs[-1][-1] <= LIST_GAP + 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+    for run in runs:
+        start = max(0, run[0] - 1)  # the lead-in
+        if start <= at <= run[-1]:
+            return same[start : run[-1] + 1]
+    return [aligned]
+
+
+ACRONYM_NAME = re.compile(r"^[A-Z][A-Z0-9]+s?$")
+
+
+def _names(sentence: str) -> list[str]:
+    """The names a sentence uses, once per use: acronyms (parts of "cross-TTS" too) and
+    capitalised words after its first word."""
+    words = WORD.findall(_bare(PLACEHOLDER.sub(" ", _without_addresses(sentence))))
+    names = []
+    for i, word in enumerate(words):
+        for part in word.split("-"):
+            if ACRONYM_NAME.match(part) or (
+                i > 0 and part == word and part[:1].isupper() and part[1:].islower() and part != "I"
+            ):
+                names.append(part)
+    return names
+
+
+def _unnamed(sentence: str, aligned: str, context: str) -> set[str]:
+    """Names the sentence uses that its policy sentence does not: a name the passage's title
+    or heading uses counts as said, unless the sentence drops one of the policy sentence's own
+    names for it (a swap: "your GSA emails" → "your PIV emails")."""
+    mine = Counter(_name_key(n) for n in _names(sentence))
+    theirs = Counter(_name_key(n) for n in _names(aligned))
+    in_sentence = {_name_key(w) for w in _parts(aligned)}
+    in_context = {_name_key(w) for w in _parts(context)}
+    dropped = any(mine[key] < count for key, count in theirs.items())
+    return {
+        name
+        for name in _names(sentence)
+        if _name_key(name) not in in_sentence and (_name_key(name) not in in_context or dropped)
+    }
+
+
+def _parts(text: str) -> list[str]:
+    return [part for word in WORD.findall(_without_addresses(text)) for part in word.split("-")]
+
+
+def _name_key(name: str) -> str:
+    """One key for "IDP", "IDPs", "GSA's"."""
+    return re.sub(r"['\u2019]s$", "", name.lower()).removesuffix("s")
 
 
 def _candidates(cited: list[int], sources: Sequence[Source]) -> list[_Candidate]:
@@ -413,7 +492,7 @@ def _candidates(cited: list[int], sources: Sequence[Source]) -> list[_Candidate]
             if (source.n, text) in seen or not WORD.search(text):
                 continue
             seen.add((source.n, text))
-            out.append(_Candidate(source.n, text, frozenset(words_of(text)), context))
+            out.append(_Candidate(source.n, text, frozenset(words_of(text)), context, source.context))
     return out
 
 
@@ -440,74 +519,112 @@ def _figure_words(text: str) -> list[str]:
     return WORD.findall(words_to_digits(plain).replace(",", ""))
 
 
-def _role_words(text: str, claim: Claim, width: int, *, vietnamese: bool = False) -> set[str] | None:
-    """The content words on either side of each place the claim's number stands (`width` of
-    them each way), units left out: what the figure is for. None: the number is not there as a
-    word (written another way, "$75")."""
+@dataclass(frozen=True)
+class _Role:
+    """The content words next to a figure: what it is for ("2 days for other relatives")."""
+
+    before: tuple[str, ...]  # nearest first
+    after: tuple[str, ...]
+
+
+def _roles(text: str, claim: Claim, *, vietnamese: bool = False) -> list[_Role] | None:
+    """For each place the claim's number stands, the content words before and after it, units
+    left out. None: the number is not there as a word (written another way, "$75")."""
     number = claim.key.split(" ")[0]
     tokens = _figure_words(text)
     at = [i for i, w in enumerate(tokens) if w == number]
     if not at:
         return None
     if vietnamese:  # its syllables mean nothing to an English policy: the glossary's words do
-        return (
-            {
-                w
-                for i in at
-                for w in words_of(english_terms(" ".join(tokens[max(0, i - 2 * width) : i + 1 + 2 * width])))
-            }
-            - _UNIT_WORDS
-            - FRAME_WORDS
+        return [
+            _Role(
+                before=tuple(reversed(_role_terms(english_terms(" ".join(tokens[max(0, i - 8) : i]))))),
+                after=tuple(_role_terms(english_terms(" ".join(tokens[i + 1 : i + 9])))),
+            )
+            for i in at
+        ]
+    content = [(i, stem(w)) for i, w in enumerate(tokens) if _role_word(w)]
+    return [
+        _Role(
+            before=tuple(w for j, w in reversed(content) if j < i),
+            after=tuple(w for j, w in content if j > i),
         )
-    content = [(i, stem(w)) for i, w in enumerate(tokens) if _content(w)]
-    around: set[str] = set()
-    for i in at:
-        before = [w for j, w in content if j < i][-width:]
-        after = [w for j, w in content if j > i][:width]
-        around |= set(before) | set(after)
-    return around - _UNIT_WORDS - FRAME_WORDS
+        for i in at
+    ]
 
 
-def _content(token: str) -> bool:
-    return bool(words_of(token))
+def _role_word(token: str) -> bool:
+    words = words_of(token)
+    return bool(words) and not words <= _UNIT_WORDS | FRAME_WORDS
+
+
+def _role_terms(text: str) -> list[str]:
+    return [w for w in (stem(t) for t in WORD.findall(text.lower())) if _role_word(w)]
 
 
 _UNIT_WORDS = frozenset(stem(w) for w in ("hour", "hours", "day", "days", "week", "weeks", "month", "months",
                                           "year", "years", "minute", "minutes", "percent", "dollar", "dollars",
-                                          "business", "calendar", "working", "work", "period", "periods"))  # fmt: skip
+                                          "business", "calendar", "working", "work", "period", "periods",
+                                          "pay"))  # fmt: skip  # "pay period"
 
 
 def _same_role(claim: Claim, sentence: str, aligned: str, *, vietnamese: bool) -> bool:
-    """The words around the figure in the model's sentence are all around the same figure in
-    the policy sentence (when the model says what the figure is for at all)."""
-    mine = _role_words(sentence, claim, ROLE_WINDOW, vietnamese=vietnamese)
-    theirs = _role_words(aligned, claim, ROLE_WINDOW_POLICY)
-    if not mine or theirs is None:
-        return True  # nothing said of it, or written another way ("$75"): its presence was checked
-    share = sum(1 for w in mine if _covered(w, theirs)) / len(mine)
-    return share >= (ROLE_MIN_SHARE_VI if vietnamese else ROLE_MIN_SHARE)
+    """The figure is for the same thing in both sentences. The words right after it say what
+    it counts ("2 days *for other relatives*"): those the model wrote must stand right next to
+    the same figure in the policy sentence. With none after it, a word just before it must be
+    near it in the policy sentence."""
+    mine = _roles(sentence, claim, vietnamese=vietnamese)
+    theirs = _roles(aligned, claim)
+    if not mine or not theirs:
+        return True  # written another way ("$75"): its presence was checked
+    for role in mine:
+        after, before = role.after[:ROLE_AFTER], role.before[:ROLE_BEFORE]
+        if after:
+            near = {w for r in theirs for w in r.after[:ROLE_AFTER_POLICY] + r.before[:1]}
+        else:
+            near = {w for r in theirs for w in r.after[:ROLE_WINDOW_POLICY] + r.before[:ROLE_WINDOW_POLICY]}
+        said = after or before
+        if said and not any(_covered(w, near) for w in said):
+            return False
+    return True
 
 
-def _scope(text: str, match: re.Match[str]) -> set[str]:
-    """The content words a negation governs: the next few after it."""
-    return set(list(words_of(text[match.end() : match.end() + 60]))[:6])
+def _negations(text: str) -> list[str]:
+    """Each negation's scope: the first content word after it ("do not *delete*"), "" when
+    none follows ("No, …" answering the question)."""
+    plain = text.replace("\u2019", "'")
+    masked = LIMIT.sub(lambda m: "_" * len(m.group(0)), plain)
+    scopes = []
+    for match in NEGATION.finditer(masked):
+        following = [w for w in _ordered_words(plain[match.end() : match.end() + 80])]
+        scopes.append(following[0] if following else "")
+    return scopes
 
 
-def _negations(text: str) -> list[re.Match[str]]:
-    masked = LIMIT.sub(lambda m: "_" * len(m.group(0)), text)
-    return list(NEGATION.finditer(masked))
+def _ordered_words(text: str) -> list[str]:
+    out = []
+    for token in WORD.findall(text):
+        out.extend(sorted(words_of(token)))
+    return out
 
 
-def _polarity_reasons(sentence: str, aligned: str) -> list[str]:
+def _polarity_reasons(sentence: str, aligned: str, *, vietnamese: bool) -> list[str]:
+    """A negation the model wrote must negate the same word in the policy sentence; a negation
+    of the policy sentence must not be dropped from the word the model restates ("Do not delete"
+    → "Do delete"); "only" must come from the policy; "yes" must not open a negative sentence."""
     bare = _bare(sentence)
     mine, theirs = _negations(bare), _negations(aligned)
     reasons = []
-    if mine and not theirs:
-        reasons.append("negation not in the policy sentence")
-    if theirs and not mine:
-        # A negation the model dropped matters when it governs words the model restates.
+    if vietnamese:  # its words cannot be matched with the policy's: presence must agree
+        if bool(mine) != bool(theirs):
+            reasons.append(
+                "negation not in the policy sentence" if mine else "the policy sentence's negation is missing"
+            )
+    else:
+        if mine and (not theirs or any(w and w not in theirs for w in mine)):
+            reasons.append("negation not in the policy sentence")
         restated = words_of(bare)
-        if any(_scope(aligned, m) & restated for m in theirs):
+        if any(w and w in restated and w not in mine for w in theirs):
             reasons.append("the policy sentence's negation is missing")
     if ONLY.search(bare) and not ONLY.search(aligned):
         reasons.append("'only' not in the policy sentence")
@@ -567,8 +684,26 @@ def support_check(
             continue
         pending.append((result, candidates))
     if pending:
-        _align_and_check(pending, language=language, embed=embed, embed_new=embed_new or embed)
+        _align_and_check(
+            pending, language=language, question=question, embed=embed, embed_new=embed_new or embed
+        )
+    _lead_ins_follow_their_lists(results)
     return SupportReport(sentences=results)
+
+
+def _lead_ins_follow_their_lists(results: list[SentenceSupport]) -> None:
+    """A lead-in ("Here's how to do it:", "… follow these steps:") says what follows is the
+    answer: when every item after it fails, so does it."""
+    for i, result in enumerate(results):
+        if result.neutral or not result.supported or not _bare(result.text).endswith(":"):
+            continue
+        items = []
+        for after in results[i + 1 :]:
+            if not _list_item(after.text):
+                break
+            items.append(after)
+        if items and all(not item.supported for item in items):
+            result.reasons.append("introduces unsupported text")
 
 
 def _neutral(sentence: str, bare: str, *, last: bool) -> bool:
@@ -579,7 +714,12 @@ def _neutral(sentence: str, bare: str, *, last: bool) -> bool:
 
 
 def _align_and_check(
-    pending: list[tuple[SentenceSupport, list[_Candidate]]], *, language: str, embed: Embed, embed_new: Embed
+    pending: list[tuple[SentenceSupport, list[_Candidate]]],
+    *,
+    language: str,
+    question: str,
+    embed: Embed,
+    embed_new: Embed,
 ) -> None:
     """Align each sentence with its best candidate, then check figures, polarity and coverage.
     Vectors in two batches: the model's sentences, and the candidates (cached ones are free)."""
@@ -587,16 +727,18 @@ def _align_and_check(
     vietnamese = [language == "vi" and detect_language(_bare(r.text)) == "vi" for r, _ in pending]
     for (result, candidates), vi in zip(pending, vietnamese, strict=True):
         mine = _model_words(result.text, vietnamese=vi)
-        ranked = sorted(candidates, key=lambda c: -_overlap(mine, c))
+        ranked = sorted(candidates, key=lambda c: -_lexical(mine, c))
         shortlists.append(ranked[:ALIGN_CANDIDATES])
     texts = list(dict.fromkeys(c.text for shortlist in shortlists for c in shortlist))
     policy = dict(zip(texts, np.asarray(embed(texts), dtype=np.float32), strict=True))
     model = np.asarray(embed_new([_bare(r.text) for r, _ in pending]), dtype=np.float32)
-    for (result, _), shortlist, vector, vi in zip(pending, shortlists, model, vietnamese, strict=True):
+    for (result, candidates), shortlist, vector, vi in zip(
+        pending, shortlists, model, vietnamese, strict=True
+    ):
         mine = _model_words(result.text, vietnamese=vi)
         cosines = _cosines(vector, np.stack([policy[c.text] for c in shortlist]))
         scores = [
-            ALIGN_COSINE_WEIGHT * _rescaled(float(cos)) + (1 - ALIGN_COSINE_WEIGHT) * _overlap(mine, c)
+            ALIGN_COSINE_WEIGHT * _rescaled(float(cos)) + (1 - ALIGN_COSINE_WEIGHT) * _lexical(mine, c)
             for cos, c in zip(cosines, shortlist, strict=True)
         ]
         best = int(np.argmax(scores))
@@ -605,16 +747,35 @@ def _align_and_check(
         result.cosine = round(float(cosines[best]), 4)
         result.coverage = round(_overlap(mine, aligned), 4)
         result.reasons.extend(_figure_reasons(result.text, aligned.text, vietnamese=vi))
-        result.reasons.extend(_polarity_reasons(result.text, aligned.text))
+        result.reasons.extend(_polarity_reasons(result.text, aligned.text, vietnamese=vi))
+        names = _unnamed(result.text, aligned.text, aligned.source_context)
+        if names:
+            result.reasons.append("name not in the policy sentence: " + ", ".join(sorted(names)))
         if result.reasons:
-            continue  # a wrong figure or negation says enough; the looser signals add nothing
+            continue  # a wrong figure, negation or name says enough; the looser signals add nothing
         if result.cosine < (MIN_COSINE_VI if vi else MIN_COSINE):
             result.reasons.append("no policy sentence says this")
-        else:
-            missing = sorted(w for w in mine if not _covered(w, aligned.words | aligned.context))
-            too_many = not vi and len(missing) > MAX_UNCOVERED
-            if mine and (result.coverage < (MIN_COVERAGE_VI if vi else MIN_COVERAGE) or too_many):
-                result.reasons.append("not in the policy sentence: " + ", ".join(missing[:5]))
+            continue
+        # A sentence may gather a list: its words may come from the lead-in and items around it.
+        unit = _list_unit(aligned, candidates)
+        held = frozenset().union(*(c.words for c in unit)) | aligned.context
+        result.coverage = round(sum(1 for w in mine if _covered(w, held)) / len(mine), 4) if mine else 0.0
+        missing = sorted(w for w in mine if not _covered(w, held))
+        too_many = not vi and len(missing) > MAX_UNCOVERED
+        if mine and (result.coverage < (MIN_COVERAGE_VI if vi else MIN_COVERAGE) or too_many):
+            result.reasons.append("not in the policy sentence: " + ", ".join(missing[:5]))
+
+
+def _lexical(mine: set[str], candidate: _Candidate) -> float:
+    """Word agreement for alignment: half how much of the sentence the candidate holds, half
+    how much the two share (Jaccard), so that of two sentences holding the model's words the
+    one that says little else wins ("… up to 104 …" over a longer "… up to 240 …")."""
+    if not mine:
+        return 0.0
+    theirs = candidate.words - FRAME_WORDS
+    shared = sum(1 for w in mine if _covered(w, theirs))
+    union = len(mine | theirs)
+    return 0.5 * _overlap(mine, candidate) + 0.5 * (shared / union if union else 0.0)
 
 
 def _overlap(mine: set[str], candidate: _Candidate) -> float:

@@ -16,17 +16,28 @@ LEAVE = (
     "Questions go to people@kestrel.example.",
 )
 FAMILY = (
-    "Employees receive up to 5 days of paid leave when a close family member dies.",
+    "Employees receive up to 5 days of paid leave when a close family member dies, and 2 days for other relatives.",
     "Employees may take 2 days of paid leave for other relatives.",
     "You do not need a doctor's note for absences of three days or less.",
     "Only your line manager can approve a request for special leave.",
     "Use the Special Leave Request form in Harbor by March 31.",
 )
 SECURITY = ("Report a suspected incident within 1 hour to it-help@kestrel.example.",)
+TRANSFER = ("Your Workforce Relations HR Specialist reviews the application within 10 business days.",)
+PAPERWORK = (
+    "To get advanced sick leave approved, submit the following paperwork.",
+    "1. The Advanced Sick Leave Request form.",
+    "2. A medical certification signed by your physician.",
+    "3. A copy of your timesheet report.",
+)
 SOURCES = [
     Source(n=1, sentences=LEAVE, quoted=LEAVE[:3], context="Leave policy > Annual leave"),
     Source(n=2, sentences=FAMILY, quoted=FAMILY[:2], context="Leave policy > Bereavement leave"),
     Source(n=3, sentences=SECURITY, quoted=SECURITY, context="Security > Incidents"),
+    Source(
+        n=4, sentences=TRANSFER, quoted=TRANSFER, context="Voluntary Leave Transfer Program (VLTP) > Applying"
+    ),
+    Source(n=5, sentences=PAPERWORK, quoted=PAPERWORK, context="Advanced sick leave > Approval"),
 ]
 QUESTION = "How many days of paid annual leave do full-time employees receive?"
 QUESTION_VI = "Nhân viên toàn thời gian được bao nhiêu ngày nghỉ phép năm có lương?"
@@ -92,9 +103,11 @@ def test_a_figure_from_another_passage_is_flagged(embedder: Embedder) -> None:
 
 
 def test_a_figure_in_the_aligned_sentence_but_for_something_else_is_flagged(embedder: Embedder) -> None:
-    # The policy's 2 days are for other relatives, not for a parent.
-    text = "Employees may take 2 days of paid leave when a parent dies [2]."
-    assert "claim used for something else: 2 days" in reasons(embedder, text)
+    # The policy's 2 days are for other relatives, its 5 days for a close family member.
+    text = "Employees receive up to 2 days of paid leave when a close family member dies [2]."
+    assert reasons(embedder, text) == ["claim used for something else: 2 days"]
+    honest = "Employees receive up to 5 days of paid leave when a close family member dies [2]."
+    assert reasons(embedder, honest) == []
 
 
 def test_a_sentence_is_checked_against_the_passage_it_cites(embedder: Embedder) -> None:
@@ -115,6 +128,21 @@ def test_an_address_date_or_form_not_in_the_aligned_sentence_is_flagged(
     embedder: Embedder, text: str, reason: str
 ) -> None:
     assert reason in reasons(embedder, text)
+
+
+# --- names --------------------------------------------------------------------------------------------
+
+
+def test_a_name_swapped_for_another_is_flagged(embedder: Embedder) -> None:
+    text = "Your Workforce Relations PPL Specialist reviews the application within 10 business days [4]."
+    assert reasons(embedder, text) == ["name not in the policy sentence: PPL"]
+
+
+def test_a_name_from_the_passages_title_may_be_added_when_none_is_dropped(embedder: Embedder) -> None:
+    text = "Your Workforce Relations HR Specialist reviews your VLTP application within 10 business days [4]."
+    assert reasons(embedder, text) == []
+    swapped = "Your Workforce Relations VLTP Specialist reviews the application within 10 business days [4]."
+    assert reasons(embedder, swapped) == ["name not in the policy sentence: VLTP"]
 
 
 # --- polarity ----------------------------------------------------------------------------------------
@@ -161,6 +189,22 @@ def test_an_invented_requirement_is_flagged(embedder: Embedder) -> None:
 
 def test_a_sentence_about_something_the_policy_never_mentions_is_flagged(embedder: Embedder) -> None:
     assert reasons(embedder, "The company canteen serves vegetarian lunches every Friday [1].")
+
+
+def test_a_sentence_gathering_a_list_is_covered_by_the_list_it_gathers(embedder: Embedder) -> None:
+    text = "Submit a medical certification and a copy of your timesheet report to get advanced sick leave approved [5]."
+    assert reasons(embedder, text) == []
+
+
+def test_a_lead_in_to_unsupported_items_fails_with_them(embedder: Embedder) -> None:
+    text = (
+        "To get advanced sick leave approved, follow these steps:\n"
+        "1. Call the company president on his mobile phone [5].\n"
+        "2. Fax the request to the Paris office [5]."
+    )
+    report = check(embedder, text)
+    assert report.sentences[0].reasons == ["introduces unsupported text"]
+    assert report.status == "unsupported"
 
 
 # --- degeneration ------------------------------------------------------------------------------------
