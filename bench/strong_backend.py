@@ -84,7 +84,7 @@ STOP = set(
 
 
 FACTS: dict[str, list[str]] = {}  # question → golden facts, for the model that knows them
-MOVED: set[str] = set()  # questions whose answer got a moved figure
+MOVED: dict[str, str] = {}  # question → the answer with a moved figure
 
 
 def _passages(prompt: str) -> list[tuple[int, list[str]]]:
@@ -137,9 +137,13 @@ def moving_answer(messages: list[dict[str, str]], *, where: str) -> str:
     ]
     if not elsewhere:
         return strong_answer(messages)
-    moved = sentence.replace(figures[0].text, elsewhere[0].text, 1)
-    MOVED.add(prompt.rsplit("Question:", 1)[-1].strip())
-    return f"According to the policy, {moved} [{n}]"
+    # A figure written in words ("one year") is found as digits: it cannot be replaced as written.
+    written = next((f for f in figures if f.text in sentence), None)
+    if written is None:
+        return strong_answer(messages)
+    moved = f"According to the policy, {sentence.replace(written.text, elsewhere[0].text, 1)} [{n}]"
+    MOVED[prompt.rsplit("Question:", 1)[-1].strip()] = moved
+    return moved
 
 
 def inventing_answer(messages: list[dict[str, str]]) -> str:
@@ -201,6 +205,10 @@ def main() -> int:
     elif args.move:
         written = [a for a in answered if not a["declined"] and a["question"] in MOVED]
         flagged = [a for a in written if not a["verified"]]
+        if args.details:
+            for a in written:
+                if a["verified"]:
+                    print(json.dumps({"moved_not_flagged": a["question"], "answer": MOVED[a["question"]]}))
         print(json.dumps({"answers_with_moved_figure": len(written), "flagged": len(flagged)}))
     else:
         written = [a for a in answered if not a["declined"]]

@@ -190,6 +190,8 @@ def answer_record(
         # Policy text the answer quotes (a contact address, a form's name) stays readable.
         # (and the titles and headings the quotes are attributed to).
         documents = [p.text for p in prepared.passages] + [attribution(p) for p in prepared.passages]
+        # And PolicyDesk's own words around them ("Tóm tắt của mô hình" is no person's name).
+        documents.append(frame(language, "model_collapsed"))
         answer = (
             text_redact(text=checked.text, vault=vault, find=pii_find_pooled, documents=documents)
             if checked.text

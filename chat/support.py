@@ -282,8 +282,10 @@ def _covered(word: str, policy: set[str] | frozenset[str]) -> bool:
 
 def text_sentences(text: str) -> list[tuple[int, int]]:
     """The model text's sentences as (start, end) offsets: lines, split at sentence ends.
-    Citation markers after a sentence's full stop ("… monthly. [1] Up to …") belong to it."""
+    Citation markers after a sentence's full stop ("… monthly. [1] Up to …") belong to it; a
+    piece ending in a comma ("According to the policy, * You …") runs on into the next."""
     spans: list[tuple[int, int]] = []
+    joined = False
     for sentence in sentences_of(text):
         start, end = sentence.start, sentence.end
         leading = LEADING_MARKERS.match(text, start, end)
@@ -292,7 +294,11 @@ def text_sentences(text: str) -> list[tuple[int, int]]:
             start += len(leading.group(0))
         if start >= end:
             continue
-        spans.append((start, end))
+        if joined and "\n" not in text[spans[-1][1] : start]:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+        joined = text[start:end].rstrip().endswith((",", ";"))
     return spans
 
 
@@ -315,14 +321,15 @@ def degeneration(
     last: bool,
     complete: bool,
     earlier: Sequence[str],
-    sources_text: str,
+    policy_sentences: Sequence[str],
 ) -> list[str]:
     """Why this sentence is rejected before any alignment (empty: it is not)."""
     bare = _bare(sentence)
+    sources_text = " ".join(policy_sentences)
     reasons = []
     if TEMPLATE_OPENING.search(bare):
         reasons.append("template opening")
-    if _repeats(bare, earlier, sources_text):
+    if _repeats(bare, earlier, policy_sentences):
         reasons.append("repetition")
     if _echoes(bare, question):
         reasons.append("echoes the question")
@@ -332,6 +339,7 @@ def degeneration(
         last
         and not SENTENCE_END.search(TRAILING.sub("", sentence))
         and not (complete and _list_item(sentence))
+        and not _ends_as_policy_does(bare, policy_sentences)
     ):
         reasons.append("no sentence end")
     identifiers = [
@@ -346,6 +354,16 @@ def degeneration(
     return list(dict.fromkeys(reasons))
 
 
+def _ends_as_policy_does(bare: str, policy_sentences: Sequence[str]) -> bool:
+    """Quoting a policy sentence that a passage cuts off ("… please refer to the") ends
+    where the policy text ends: a fragment of the policy, not of the model."""
+    tail = [w.lower() for w in WORD.findall(bare)][-6:]
+    return len(tail) == 6 and any(
+        [w.lower() for w in WORD.findall(p)][-6:] == tail and not SENTENCE_END.search(TRAILING.sub("", p))
+        for p in policy_sentences
+    )
+
+
 def _without_addresses(text: str) -> str:
     return re.sub(r"\S+@\S+|\b(?:https?://|www\.)\S+", " ", text)
 
@@ -358,25 +376,26 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
-def _repeats(bare: str, earlier: Sequence[str], sources_text: str) -> bool:
+def _repeats(bare: str, earlier: Sequence[str], policy_sentences: Sequence[str]) -> bool:
     """A sentence said before, or a phrase said again and again in one sentence (a 4-word
-    phrase twice, a 3-word one three times, a word four times) that the policy does not repeat."""
+    phrase twice, a 3-word one three times, a content word four times) more often than any
+    policy sentence says it (a list may name "TWN" four times)."""
     words = [w.lower() for w in WORD.findall(bare)]
     mine = set(words)
     for other in earlier:
         theirs = {w.lower() for w in WORD.findall(other)}
         if mine and theirs and len(mine & theirs) / len(mine | theirs) >= 0.8:
             return True
-    policy = " ".join(w.lower() for w in WORD.findall(sources_text))
-    if len(words) >= 4 and " ".join(words) in policy:
-        return False  # a policy sentence quoted as it is repeats only what the policy repeats
-    for n, times in ((4, 2), (3, 3)):
+    policy = [[w.lower() for w in WORD.findall(p)] for p in policy_sentences]
+    for n, times in ((4, 2), (3, 3), (1, 4)):
         grams = _ngrams(words, n)
         for gram in set(grams):
-            if grams.count(gram) >= times and policy.count(" ".join(gram)) < times:
+            said = grams.count(gram)
+            if said < times or (n == 1 and gram[0] in STOPWORDS):
+                continue
+            if not any(_ngrams(p, n).count(gram) >= said for p in policy):
                 return True
-    content = [w for w in words if w not in STOPWORDS]
-    return bool(content) and max(content.count(w) for w in set(content)) >= 4
+    return False
 
 
 def _echoes(bare: str, question: str) -> bool:
@@ -649,14 +668,14 @@ def support_check(
     not cut off at its token limit)."""
     language = language if language in ("en", "vi") else "en"
     numbers = {s.n for s in sources}
-    sources_text = " ".join(" ".join(s.sentences) for s in sources)
+    policy_sentences = [sentence for s in sources for sentence in s.sentences]
     results: list[SentenceSupport] = []
     pending: list[tuple[SentenceSupport, list[_Candidate]]] = []
     spans = text_sentences(text)
     earlier: list[str] = []
     for i, (start, end) in enumerate(spans):
         sentence = text[start:end]
-        cited = [int(n) for n in dict.fromkeys(CITATION.findall(sentence)) if int(n) in numbers]
+        cited = _cited(text, spans, i, numbers)
         result = SentenceSupport(text=sentence, start=start, end=end, cited=cited)
         results.append(result)
         bare = _bare(sentence)
@@ -670,7 +689,7 @@ def support_check(
             last=i == len(spans) - 1,
             complete=complete,
             earlier=earlier,
-            sources_text=sources_text,
+            policy_sentences=policy_sentences,
         )
         earlier.append(bare)
         if result.reasons:
@@ -689,6 +708,18 @@ def support_check(
         )
     _lead_ins_follow_their_lists(results)
     return SupportReport(sentences=results)
+
+
+def _cited(text: str, spans: list[tuple[int, int]], i: int, numbers: set[int]) -> list[int]:
+    """The passages a sentence cites: its own markers, else those closing its paragraph (a
+    marker at the end of a line covers the sentences before it on that line)."""
+    for start, end in spans[i:]:
+        markers = [int(n) for n in dict.fromkeys(CITATION.findall(text[start:end])) if int(n) in numbers]
+        if markers:
+            return markers
+        if "\n" in text[end : end + 2] or end >= len(text.rstrip()):
+            break
+    return []
 
 
 def _lead_ins_follow_their_lists(results: list[SentenceSupport]) -> None:

@@ -303,6 +303,36 @@ def test_sentences_keep_their_offsets_and_markers_join_the_sentence_before() -> 
     ]
 
 
+def test_a_marker_closing_a_line_covers_the_sentences_before_it_on_that_line(embedder: Embedder) -> None:
+    # The address is in passage 1 but not among its quotes: only the marker makes it checkable.
+    assert (
+        check(embedder, "Questions go to people@kestrel.example. Leave accrues monthly [1].").status
+        == "verified"
+    )
+    report = check(embedder, "Questions go to people@kestrel.example.\nLeave accrues monthly [1].")
+    assert report.sentences[0].reasons == ["unsupported claim: people@kestrel.example"]
+
+
+def test_a_piece_ending_in_a_comma_runs_on_into_the_next() -> None:
+    text = "According to the policy, * Leave accrues monthly [1]."
+    assert [text[a:b] for a, b in text_sentences(text)] == [text]
+
+
+def test_a_policy_sentence_that_its_passage_cuts_off_may_be_quoted_as_it_stands(embedder: Embedder) -> None:
+    cut = "For additional information about the leave program, please refer to the"
+    sources = [Source(n=1, sentences=(cut,), quoted=(cut,), context="Leave")]
+    quoted = support_check(
+        text=f"According to the policy, {cut} [1]", question=QUESTION, language="en", sources=sources,
+        embed=embedder.embed_documents,
+    )  # fmt: skip
+    assert quoted.status == "verified"
+    own = support_check(
+        text="For more, please refer to the [1]", question=QUESTION, language="en", sources=sources,
+        embed=embedder.embed_documents,
+    )  # fmt: skip
+    assert "no sentence end" in own.sentences[0].reasons
+
+
 def test_a_passage_given_whole_is_checked_by_its_sentences_and_quotes_by_the_quotes() -> None:
     whole = passage_source(n=1, text=" ".join(LEAVE), quoted=LEAVE[:1], context="", whole=True)
     quotes = passage_source(n=1, text=" ".join(LEAVE), quoted=LEAVE[:1], context="", whole=False)
