@@ -57,16 +57,24 @@ def load(split: str) -> list[dict[str, Any]]:
 
 
 def judged(cases: list[dict[str, Any]], embed: CachedEmbedder) -> tuple[list[dict[str, Any]], list[float]]:
-    """Each labelled sentence with the check's verdict."""
+    """Each labelled sentence with the check's verdict, and the check's time per case as the
+    pipeline pays it: policy sentences' vectors cached (ingestion stored them), the model's
+    sentences embedded afresh."""
     rows, timings = [], []
     for case in cases:
         sources = [
             Source(n=s["n"], sentences=tuple(s["sentences"]), quoted=tuple(s["quoted"]), context=s["context"])
             for s in case["sources"]
         ]
+        embed([t for s in sources for t in s.sentences])  # the cache the pipeline reads from
         started = time.perf_counter()
         report = support_check(
-            text=case["text"], question=case["question"], language=case["lang"], sources=sources, embed=embed
+            text=case["text"],
+            question=case["question"],
+            language=case["lang"],
+            sources=sources,
+            embed=embed,
+            embed_new=embed.model.embed_documents,
         )
         timings.append((time.perf_counter() - started) * 1000)
         for labelled in case["sentences"]:
@@ -152,6 +160,7 @@ def report(rows: list[dict[str, Any]], timings: list[float]) -> dict[str, Any]:
             for kind, items in sorted(by_kind.items())
         },
         "check_ms_per_case_p50": round(ordered[len(ordered) // 2], 1) if ordered else None,
+        "check_ms_per_case_p95": round(ordered[int(len(ordered) * 0.95)], 1) if ordered else None,
     }
 
 

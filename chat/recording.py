@@ -170,6 +170,7 @@ def answer_record(
         language = prepared.question.language if prepared.question.language in ("en", "vi") else "en"
         report = draft.support
         if report is None and plan and draft.model_text.strip():
+            started = time.perf_counter()
             report = answer_support(
                 plan=plan,
                 question=prepared.question.text,
@@ -177,6 +178,7 @@ def answer_record(
                 text=draft.model_text,
                 complete=result.finish_reason != "length",
             )
+            timings["support_ms"] = round((time.perf_counter() - started) * 1000, 2)
         shown_text = _shown(outcome, report, language)
         checked = citations_check(answer=shown_text, passage_count=len(given))
         checks = report.reasons() if report else []

@@ -29,6 +29,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -262,6 +263,12 @@ def words_of(text: str) -> set[str]:
             if part and part not in STOPWORDS and not part[0].isdigit() and len(part) > 1:
                 words.add(stem(part))
     return words
+
+
+@lru_cache(maxsize=20_000)
+def _policy_words(text: str) -> frozenset[str]:
+    """A policy sentence's content words, kept: the same sentences come back answer after answer."""
+    return frozenset(words_of(text))
 
 
 def _model_words(text: str, *, vietnamese: bool) -> set[str]:
@@ -506,12 +513,12 @@ def _candidates(cited: list[int], sources: Sequence[Source]) -> list[_Candidate]
     seen: set[tuple[int, str]] = set()
     out = []
     for source, texts in chosen:
-        context = frozenset(words_of(source.context))
+        context = _policy_words(source.context)
         for text in texts:
             if (source.n, text) in seen or not WORD.search(text):
                 continue
             seen.add((source.n, text))
-            out.append(_Candidate(source.n, text, frozenset(words_of(text)), context, source.context))
+            out.append(_Candidate(source.n, text, _policy_words(text), context, source.context))
     return out
 
 
