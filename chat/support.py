@@ -5,20 +5,23 @@ Pure: no database, no model. The caller passes the policy text the model was giv
 pipeline passes the index's e5 embedder, cached for policy sentences; tests pass the same).
 
 For each sentence of the model's text:
-  1. Degeneration is rejected outright, before any alignment: a repeated phrase, an echo of
-     the question, a template opening ("The answer is:"), no sentence end, a code identifier
-     (snake_case, camelCase, func()), a language that is neither the question's nor the policy's.
+  1. Degeneration is rejected outright, before any alignment: a template opening ("The answer
+     is:"), repetition, an echo of the question, no sentence end, a code identifier (snake_case,
+     camelCase, func()), a language that is neither the question's nor the policy's.
   2. It is aligned with its best policy sentence: among the sentences of the passages it cites,
      or, citing none, among the quoted evidence; by e5 cosine and shared content words.
   3. That one sentence must hold every figure (number with its unit, date, amount, e-mail, URL,
-     form name) the model's sentence states, and in the same role: the words around the figure
-     must share a content word with the words around it in the policy sentence ("2 days" for
-     other relatives does not back "2 days" for a parent).
-  4. Polarity must agree: a negation or "only" the model wrote must be in the policy sentence,
-     and a negation of the policy sentence must not be dropped from words the model restates.
-  5. The model's content words must be covered by the policy sentence (its passage's title and
-     heading count; inflections meet by stem, Vietnamese through the glossary, placeholders such
-     as <PERSON_1> are the asker's own), and the cosine must clear a floor.
+     form name) the model's sentence states, and in the same role: the words right after the
+     number must stand next to the same number in the policy sentence ("2 days for other
+     relatives" does not back "2 days when a parent dies").
+  4. Polarity must agree: a negation the model wrote must negate the same word in the policy
+     sentence, a negation of the policy sentence must not be dropped, "only" must be the policy's.
+  5. Names (acronyms, capitalised words) must be the aligned sentence's, or its passage title's
+     when none of the sentence's own names was swapped for them.
+  6. The cosine must clear a floor and the model's content words must be covered by the policy
+     sentence (its passage's title and heading, and the rest of its list, count; inflections
+     meet by stem, Vietnamese through the glossary; placeholders such as <PERSON_1> are the
+     asker's own). A lead-in fails when every item after it fails.
 A sentence that passes all is supported. Thresholds are calibrated on the dev part of the
 labelled pairs in bench/golden/support/ (docs/answers-verified.md; `python -m bench.support_eval`).
 """
@@ -128,12 +131,6 @@ FRAME_WORDS = frozenset(
         "guidelines",
         "rule",
         "rules",
-        "able",
-        "allowed",
-        "permitted",
-        "required",
-        "requires",
-        "require",
         "yes",
         "however",
         "therefore",
