@@ -23,7 +23,7 @@ from chat.events import Done
 from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import COLLAPSE_END, COLLAPSE_START, MARK_END, MARK_START, answer_render, citations_check
 from chat.state import Outcome, Plan, Prepared
-from chat.support import SupportReport, support_check
+from chat.support import SupportReport, support_check, support_unavailable
 from config import metrics
 from privacy.pool import pii_find_pooled
 from privacy.services import text_redact, vault_for
@@ -78,16 +78,22 @@ def answer_support(
 ) -> SupportReport:
     """The support check of a model's text against what it was given (chat/support.py), with
     e5 vectors: the policy sentences' from the cache ingestion filled, the model's embedded in
-    one batch. CPU work: callers run it in a worker thread, never on the event loop."""
-    return support_check(
-        text=text,
-        question=question,
-        language=language,
-        sources=plan.sources(),
-        embed=sentence_vectors,
-        embed_new=lambda texts: query_embedder().embed_documents(texts),
-        complete=complete,
-    )
+    one batch. CPU work: callers run it in a worker thread, never on the event loop. Should
+    the check itself fail, every sentence counts as unsupported: the answer is still stored,
+    and nothing unchecked is shown as verified."""
+    try:
+        return support_check(
+            text=text,
+            question=question,
+            language=language,
+            sources=plan.sources(),
+            embed=sentence_vectors,
+            embed_new=lambda texts: query_embedder().embed_documents(texts),
+            complete=complete,
+        )
+    except Exception:
+        logger.exception("support check failed")
+        return support_unavailable(text)
 
 
 def _marked(text: str, report: SupportReport) -> str:

@@ -714,6 +714,18 @@ def support_check(
     return SupportReport(sentences=results)
 
 
+def support_unavailable(text: str) -> SupportReport:
+    """Every sentence unsupported, for when the check could not run (fail closed)."""
+    return SupportReport(
+        sentences=[
+            SentenceSupport(
+                text=text[a:b], start=a, end=b, cited=[], reasons=["the support check could not run"]
+            )
+            for a, b in text_sentences(text)
+        ]
+    )
+
+
 def _cited(text: str, spans: list[tuple[int, int]], i: int, numbers: set[int]) -> list[int]:
     """The passages a sentence cites: its own markers, else those closing its paragraph (a
     marker at the end of a line covers the sentences before it on that line)."""

@@ -171,3 +171,17 @@ def test_evaluate_answers_counts_the_model_sentences_shown_supported_and_marked(
     assert totals["model_sentences_supported"] == totals["model_sentences_shown"] == 2 * answered
     assert totals["model_sentences_marked"] == answered and totals["model_sentences_withheld"] == 0
     assert totals["answers_showing_unsupported_model_text"] == 0
+
+
+async def test_when_the_check_cannot_run_the_answer_is_stored_unverified_and_marked(
+    employee: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**_: object) -> None:
+        raise RuntimeError("the embedder is gone")
+
+    monkeypatch.setattr("chat.recording.support_check", broken)  # a fault inside our own process
+    done = await generated(employee, HONEST)
+    assert done["verified"] is False and done["checks"] == ["the support check could not run"]
+    assert '<span class="unsupported"' in str(done["html"])
+    stored = await sync_to_async(Message.objects.get)(role="assistant")
+    assert stored.verified is False and (await audit_detail())["support"] == "unsupported"
