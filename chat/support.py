@@ -459,6 +459,30 @@ def _list_unit(aligned: _Candidate, candidates: list[_Candidate]) -> list[_Candi
 
 
 ACRONYM_NAME = re.compile(r"^[A-Z][A-Z0-9]+s?$")
+# Capitalised, but not names: months and days are dates, checked as figures.
+NOT_NAMES = frozenset(
+    [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ]
+)
 
 
 def _names(sentence: str) -> list[str]:
@@ -469,7 +493,7 @@ def _names(sentence: str) -> list[str]:
     for i, word in enumerate(words):
         for part in word.split("-"):
             if ACRONYM_NAME.match(part) or (
-                i > 0 and part == word and part[:1].isupper() and part[1:].islower() and part != "I"
+                i > 0 and part == word and part[:1].isupper() and part[1:].islower() and part not in NOT_NAMES
             ):
                 names.append(part)
     return names
