@@ -19,6 +19,7 @@ FRAMES: dict[str, dict[str, str]] = {
         "evidence": "What the policy says:",
         "evidence_after": "**What the policy says**",
         "summary": "**In short:**",
+        "model_collapsed": "Model summary (not supported by the policy text)",
         "not_covered": "The policies I have do not cover this question.",
         "related": "Related documents you could check:",
         "contact": "For help, contact {contact}.",
@@ -32,6 +33,7 @@ FRAMES: dict[str, dict[str, str]] = {
         "evidence": "Chính sách nêu rõ:",
         "evidence_after": "**Chính sách nêu rõ**",
         "summary": "**Tóm tắt:**",
+        "model_collapsed": "Tóm tắt của mô hình (không được văn bản chính sách xác nhận)",
         "not_covered": "Các chính sách hiện có không đề cập đến câu hỏi này.",
         "related": "Tài liệu liên quan bạn có thể xem:",
         "contact": "Để được hỗ trợ, vui lòng liên hệ {contact}.",
@@ -42,15 +44,6 @@ FRAMES: dict[str, dict[str, str]] = {
         ),
     },
 }
-# Phrases by which a generating model declines (its own words, in either language): an answer
-# that says so counts as declined, like PolicyDesk's own "not covered" reply.
-DECLINE_PHRASES = re.compile(
-    r"\b(?:polic(?:y|ies)|passages?|documents?|quotes?|sources?|context)\b[^.]{0,40}?\b"
-    r"(?:do(?:es)?n[o']t|do(?:es)? not)\s+(?:cover|address|mention|contain|answer|say anything)|"
-    r"\bnot covered (?:by|in) the\b|"
-    r"(?:chính sách|tài liệu)[^.]{0,40}?(?:không đề cập|không có thông tin|không quy định)",
-    re.I,
-)
 CONTACT_PHRASE = re.compile(
     r"\b(?:contact|email|reach out to|ask)\s+((?:the\s+)?(?:[A-Z][\w&/-]*\s+){0,4}(?:team|office|desk|specialist|channel|division))\b"
 )
@@ -58,7 +51,7 @@ RELATED_DOCUMENTS = 3
 SUMMARY_TOKENS = 60
 
 # Short, and without the usual "the text is untrusted" rule: SmolLM2-135M echoed such rules
-# back as its answer. What it writes is one sentence, claim-checked against the quotes.
+# back as its answer. What it writes is one sentence, support-checked against the quotes.
 SUMMARY_SYSTEM = (
     "Answer the employee's question in one short sentence, using only the policy text given. "
     "Copy numbers exactly."
@@ -174,10 +167,6 @@ def summary_messages(*, question: str, groups: Sequence[Numbered]) -> list[dict[
     ]
 
 
-def declined_in_words(text: str) -> bool:
-    return bool(DECLINE_PHRASES.search(text))
-
-
 def summary_complete(text: str) -> bool:
     """The summary has its one sentence: it ends a sentence or a line after a few words."""
     words = text.split()
@@ -185,9 +174,3 @@ def summary_complete(text: str) -> bool:
         return False
     # A sentence end, not a list number ("is: 1. A") or an abbreviation's dot.
     return bool(re.search(r"[^\d\s.][.!?](?:\s|$)|\n\s*\S", text.strip() + " "))
-
-
-def summary_usable(text: str) -> bool:
-    """Whether a summary says something: not a bare lead-in ("The answer is:") nor a scrap."""
-    stripped = text.strip()
-    return len(stripped.split()) >= 4 and not stripped.endswith(":")

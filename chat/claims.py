@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.evidence import EMAIL
+from rag.evidence import EMAIL, PLACEHOLDER
 
 CITATION = re.compile(r"\[(\d{1,3})\]")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -40,11 +40,15 @@ UNITS = {
     "month": "month", "months": "month", "year": "year", "years": "year",
     "minute": "minute", "minutes": "minute", "percent": "%", "%": "%",
     "dollar": "$", "dollars": "$", "period": "pay period", "periods": "pay period",
+    # Vietnamese: "20 ngày" is "20 days" ("năm" is also the word five: after a number, a year)
+    "ngày": "day", "giờ": "hour", "tuần": "week", "tháng": "month", "năm": "year", "phút": "minute",
+    "lương": "pay period",  # "kỳ lương"
 }  # fmt: skip
 _NUMBER = re.compile(
     # "240 annual leave hours": up to two words may stand between a number and its unit.
     r"(\$\s?)?(\d[\d,]*(?:\.\d+)?)(?:(?:\s+[a-z]+){0,2}?\s*(%|percent\b|(?:business |calendar |work |working )?"
-    r"(?:hours?|hrs?|days?|weeks?|months?|years?|minutes?)\b|(?:pay )?periods?\b|dollars?\b))?",
+    r"(?:hours?|hrs?|days?|weeks?|months?|years?|minutes?)\b|(?:pay )?periods?\b|dollars?\b|"
+    r"(?:ngày|giờ|tuần|tháng|năm|phút|kỳ lương)(?!\w)))?",
     re.I,
 )
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.I)
@@ -101,8 +105,8 @@ def _unit(raw: str | None, dollar: str | None) -> str:
 
 def claims_in(text: str) -> list[Claim]:
     """The checkable claims of a piece of generated text (citation markers and list numbers
-    are not claims)."""
-    text = _LIST_MARKER.sub("", CITATION.sub("", text))
+    and the asker's placeholders such as <PERSON_1> are not claims)."""
+    text = _LIST_MARKER.sub("", CITATION.sub("", PLACEHOLDER.sub(" ", text)))
     claims: list[Claim] = []
     for match in EMAIL.finditer(text):
         claims.append(Claim("email", match.group(0), match.group(0).lower()))

@@ -13,7 +13,7 @@ import json
 import re
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class Scored:
     mode: str
     checks: list[str]
     answerability: float
+    support: dict[str, Any] = field(default_factory=dict)  # done.support: the model's sentences
 
 
 def score_answer(*, case: dict[str, Any], shown: str, done: Done) -> Scored:
@@ -116,6 +117,7 @@ def score_answer(*, case: dict[str, Any], shown: str, done: Done) -> Scored:
         mode=done.mode,
         checks=done.checks,
         answerability=done.answerability,
+        support=done.support,
     )
 
 
@@ -174,6 +176,21 @@ def summarise(scored: list[Scored]) -> dict[str, Any]:
         "first_content_ms_p95": _percentile(first, 95),
         "total_ms_p50": _percentile(total, 50),
         "total_ms_p95": _percentile(total, 95),
+        **support_totals(scored),
+    }
+
+
+SUPPORT_COUNTS = ("written", "supported", "shown", "marked", "collapsed", "withheld")
+
+
+def support_totals(scored: list[Scored]) -> dict[str, Any]:
+    """The model's sentences, summed over the answers: written, supported by the policy text,
+    shown as the answer, shown marked as unsupported, collapsed behind the evidence, withheld;
+    and the answers whose shown model text failed the support check (0 by construction)."""
+    counts = [s.support.get("model_sentences", {}) for s in scored]
+    return {
+        **{f"model_sentences_{key}": sum(c.get(key, 0) for c in counts) for key in SUPPORT_COUNTS},
+        "answers_showing_unsupported_model_text": sum(1 for c in counts if c.get("shown_unsupported", 0)),
     }
 
 

@@ -65,6 +65,9 @@ class Done:
     finish_reason: str | None = None  # the model's: "length" when it ran out of tokens
     as_of: str = ""  # the day the answer was given for (ISO), today unless the question named one
     scheduled: str | None = None  # a cited policy's next version's effective date, if the asker may see it
+    # The support check of the model's sentences (chat/recording.py, support_summary): status,
+    # reasons, and how many were written, supported, shown, marked, collapsed, withheld.
+    support: dict[str, Any] = field(default_factory=dict)
 
 
 Event = Started | TokenOut | HandoverOut | CitationsOut | Done
@@ -96,6 +99,7 @@ def event_as_json(event: Event) -> dict[str, Any]:
         "declined": event.declined,
         "checks": event.checks,
         "timings": event.timings,
+        "support": event.support,
         "as_of": event.as_of,
         **({"scheduled": event.scheduled} if event.scheduled else {}),
     }

@@ -1,15 +1,16 @@
 """The question pipeline, used by the WebSocket consumer and `manage.py ask` alike:
 
-    redact → retrieve → select evidence → answer by the backend's mode → check claims
-    → store the redacted exchange + one audit event
+    redact → retrieve → select evidence → answer by the backend's mode → check each model
+    sentence's support → store the redacted exchange + one audit event
 
 Answer modes (docs/answers-and-retrieval.md, "Answer modes"; per backend in POLICYDESK_LLM_BACKENDS):
   - evidence: the policy sentences that answer the question are quoted at once, then the
     model writes at most a short summary of those sentences only;
   - generate: the model answers from the passages, then the quoted evidence follows.
-A question the evidence does not answer is declined without asking any model. Whatever a
-model wrote is claim-checked against what it was given; an unsupported sentence is marked
-and the answer unverified.
+A question the evidence does not answer is declined without asking any model. Every sentence
+a model wrote is support-checked against what it was given (chat/support.py): evidence mode
+shows the summary only when it is supported; generate mode marks an unsupported sentence and
+the answer is unverified, and a mostly unsupported text is collapsed after the evidence.
 
 `question_answer()` is an async generator of typed events (chat/events.py). Closing it
 (stop button, socket closed) cancels the upstream LLM stream at once and stores what was
@@ -36,22 +37,20 @@ from chat.answers import (
     SUMMARY_TOKENS,
     contact_in,
     decline_text,
-    declined_in_words,
     evidence_text,
     frame,
     numbered_evidence,
     related_documents,
     summary_complete,
     summary_messages,
-    summary_usable,
 )
 from chat.asof import question_as_of
-from chat.claims import claims_check
 from chat.events import AskError, CitationsOut, Done, Event, HandoverOut, Started, TokenOut
 from chat.models import Conversation, Message, PendingAnswer
 from chat.prompt import HISTORY_TURNS, prompt_build
-from chat.recording import answer_record, document_url, retrieved_scores
+from chat.recording import answer_record, answer_support, document_url, retrieved_scores
 from chat.state import Asking, Draft, Outcome, Plan, Prepared
+from chat.support import declined_in_words
 from chat.versioning import answer_footer, answer_header
 from core.db import release_db_connection
 from core.tracing import new_id, trace_id_var
@@ -375,9 +374,10 @@ class Answering:
             self.draft.model_end = len(self.draft.text)
 
     async def _summary(self, plan: Plan) -> str:
-        """The model's one sentence over the quotes, shown only once it has passed the claim
-        check: the quotes already answer, and a small model's wrong figure beside them would
-        read as the answer. A withheld summary is recorded (audit `detail.summary_withheld`)."""
+        """The model's one sentence over the quotes, shown only once every sentence of it has
+        passed the support check: the quotes already answer, and a small model's wrong figure or
+        negation beside them would read as the answer. A withheld summary is recorded (audit
+        `detail.summary_withheld`, `detail.support`)."""
         messages = summary_messages(question=self.prepared.question.text, groups=plan.groups)
         asking = self.prepared.asking
         generation = get_gateway().generate(
@@ -402,13 +402,20 @@ class Answering:
             self.outcome = "fallback"
             return ""
         summary = " ".join(written.split())
-        if not summary_usable(summary):
-            self.draft.withheld = ["summary withheld: it said nothing"]
-            return ""
-        report = claims_check(text=summary, passages=plan.support_texts())
+        started = time.perf_counter()
+        report = await sync_to_async(answer_support, thread_sensitive=False, executor=_finish_threads)(
+            plan=plan,
+            question=self.prepared.question.text,
+            language=self.language,
+            text=summary,
+            complete=summary_complete(written),
+        )
+        self.timings["support_ms"] = _ms(started)
         if report.flagged:
             self.draft.withheld = [f"summary withheld: {reason}" for reason in report.reasons()]
+            self.draft.withheld_support = report
             return ""
+        self.draft.support = report
         return summary
 
     async def _generate(self, plan: Plan) -> AsyncGenerator[TokenOut | HandoverOut, None]:

@@ -136,9 +136,13 @@ def citations_check(*, answer: str, passage_count: int) -> CheckedAnswer:
     return CheckedAnswer(text=text.strip(), cited=cited, removed=removed, verified=bool(cited))
 
 
-# Around a sentence the claim check could not find in the passages; rendered as a marked span.
+# Around a sentence the support check failed; rendered as a marked span.
 MARK_START, MARK_END = "\ue000", "\ue001"
 UNSUPPORTED_TITLE = "Not found in the policy text this answer was given"
+# Around a model's text that is mostly unsupported: COLLAPSE_START, the summary line, a blank
+# line, the text, a blank line, COLLAPSE_END; rendered as a closed <details>.
+COLLAPSE_START, COLLAPSE_END = "\ue002", "\ue003"
+_COLLAPSE_OPEN = re.compile("<p>\ue002(.*?)</p>", re.S)
 
 ALLOWED_TAGS = {
     "span",
@@ -156,6 +160,8 @@ ALLOWED_TAGS = {
     "sup",
     "h3",
     "h4",
+    "details",
+    "summary",
 }
 
 
@@ -174,7 +180,8 @@ def _markdown() -> markdown.Markdown:
 
 def answer_render(*, text: str, citation_urls: dict[int, str]) -> str:
     """Markdown → HTML, sanitised (nothing the model or a document wrote can run), then
-    citation markers become links to the cited passage, and the claim check's marks spans."""
+    citation markers become links to the cited passage, the support check's marks spans, and a
+    collapsed model text a <details> element."""
     # Escape markup first: "<PERSON_1>" must show as text and any tag the model or a
     # document wrote stays inert. ">" is left for Markdown blockquotes.
     escaped = text.replace("&", "&amp;").replace("<", "&lt;")
@@ -182,10 +189,17 @@ def answer_render(*, text: str, citation_urls: dict[int, str]) -> str:
     marked = rendered.replace(MARK_START, f'<span class="unsupported" title="{UNSUPPORTED_TITLE}">').replace(
         MARK_END, "</span>"
     )
+    marked = _COLLAPSE_OPEN.sub(r'<details class="model-text"><summary>\1</summary>', marked)
+    marked = marked.replace(f"<p>{COLLAPSE_END}</p>", "</details>")
+    marked = marked.replace(COLLAPSE_START, "").replace(COLLAPSE_END, "")  # Markdown moved one: dropped
     clean = nh3.clean(
         marked,
         tags=ALLOWED_TAGS,
-        attributes={"a": {"href", "class", "data-n"}, "span": {"class", "title"}},
+        attributes={
+            "a": {"href", "class", "data-n"},
+            "span": {"class", "title"},
+            "details": {"class"},
+        },
         link_rel=None,
     )
 

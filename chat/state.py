@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chat.answers import Numbered
+from chat.answers import Numbered, attribution
 from chat.asof import AsOf
 from chat.events import TokenOut
+from chat.support import Source, SupportReport, passage_source
 from llm.gateway import GenerationResult
 from privacy.services import Redaction
 from rag.evidence import Evidence
@@ -58,11 +59,24 @@ class Plan:
     groups: list[Numbered]  # the evidence, by passage number
     messages: list[dict[str, str]] = field(default_factory=list)  # generate mode's prompt
 
-    def support_texts(self) -> list[str]:
-        """What each passage number gave the model: the quotes (evidence mode) or the passage."""
+    def sources(self) -> list[Source]:
+        """What each passage number gave the model, for the support check: the quotes (evidence
+        mode), or the whole passage with its quotes (generate mode)."""
+        quoted = {g.n: [s.text for s in g.sentences] for g in self.groups}
         if self.mode == "evidence":
-            return [" ".join(s.text for s in g.sentences) for g in self.groups]
-        return [p.text for p in self.given]
+            given = [(g.n, g.passage) for g in self.groups]
+        else:
+            given = list(enumerate(self.given, start=1))
+        return [
+            passage_source(
+                n=n,
+                text=passage.text,
+                quoted=quoted.get(n, []),
+                context=attribution(passage),
+                whole=self.mode == "generate",
+            )
+            for n, passage in given
+        ]
 
 
 @dataclass
@@ -74,6 +88,8 @@ class Draft:
     model_end: int | None = None
     declined: bool = False
     withheld: list[str] = field(default_factory=list)  # why the model's summary was not shown
+    support: SupportReport | None = None  # the support check of the model's shown text, once run
+    withheld_support: SupportReport | None = None  # that of a summary the check kept from view
 
     def add(self, piece: str) -> TokenOut:
         self.text += piece

@@ -123,13 +123,15 @@ async def test_an_unanswerable_question_is_declined_without_asking_a_model(
 
 
 async def test_an_invented_number_is_flagged_and_the_answer_unverified(employee: User) -> None:
-    async with fake(text="Full-time employees receive 25 days of paid annual leave [1]. Enjoy it.") as server:
+    async with fake(
+        text="Full-time employees receive 25 days of paid annual leave [1]. Leave accrues monthly [1]."
+    ) as server:
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
             await ask(ws, QUESTION)
             done = (await until(ws, "done"))[-1]
     assert done["verified"] is False and done["checks"] == ["unsupported claim: 25 days"]
     assert re.search(r'<span class="unsupported"[^>]*>Full-time employees receive 25 days', done["html"])
-    assert "Enjoy it." in done["html"] and "What the policy says" in done["html"]
+    assert "Leave accrues monthly" in done["html"] and "What the policy says" in done["html"]
     event = await sync_to_async(AuditEvent.objects.get)(kind="question")
     assert event.verified is False and event.detail["checks"] == ["unsupported claim: 25 days"]
 

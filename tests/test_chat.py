@@ -178,7 +178,7 @@ async def test_tokens_that_arrive_together_share_a_frame(employee: User) -> None
 
 
 async def test_a_fabricated_citation_is_removed_and_a_valid_one_linked(employee: User) -> None:
-    async with fake(text="You get 20 days of annual leave [1]. See also the travel rules [7].") as server:
+    async with fake(text="You get 20 days of annual leave [1]. Leave accrues monthly [1][7].") as server:
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
             await ask(ws, "How much annual leave do I get?")
             messages = await until(ws, "done")
@@ -395,7 +395,7 @@ async def test_a_follow_up_carries_redacted_history_with_stable_placeholders(emp
 
 
 async def test_feedback_is_stored_and_audited(employee: User) -> None:
-    async with fake(text="You get 20 days [1].") as server:
+    async with fake(text="You get 20 days of annual leave [1].") as server:
         async with backends(fake_backend(server.http.url + "/v1")), socket_for(employee) as ws:
             await ask(ws, "How much annual leave do I get?")
             done = (await until(ws, "done"))[-1]

@@ -105,3 +105,13 @@ def test_auditors_cannot_open_the_chat(client: Client, make_user: Callable[..., 
     make_user("x", Role.AUDITOR)
     client.login(username="x", password="not-used-pw-123")
     assert client.get("/chat/").status_code == 403
+
+
+def test_a_stored_unverified_answer_says_part_of_it_is_not_backed_by_the_policy(
+    employee_client: Client,
+) -> None:
+    conversation = _conversation()
+    Message.objects.filter(conversation=conversation, role="assistant").update(verified=False)
+    page = employee_client.get("/chat/", {"c": str(conversation.id)}).content.decode()
+    assert "Unverified: part of this answer is not backed by the policy text it cites." in page
+    assert "cites no policy passage" not in page

@@ -25,6 +25,7 @@ from rag.evidence.sentences import LIST_ITEM, Sentence, sentence_in_context, sen
 from rag.evidence.words import (
     EMAIL,
     NUMBER,
+    PLACEHOLDER,
     STOPWORDS,
     WORD,
     content_words,
@@ -40,6 +41,7 @@ __all__ = [
     "LIST_ANSWER_WORDS",
     "LIST_ITEM",
     "NUMBER",
+    "PLACEHOLDER",
     "STOPWORDS",
     "WEIGHTS",
     "WORD",

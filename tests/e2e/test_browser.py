@@ -7,7 +7,13 @@ test-artifacts/e2e/.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -16,8 +22,10 @@ from typing import Any
 
 import pytest
 
+from bench.fake_llm import FakeOpenAI
+from devserver.embedded import free_port
 from tests.conftest import SHARED_DIR
-from tests.e2e.conftest import ARTIFACTS, IDP_PASSWORD, IDP_USER, PASSWORD, ROOT, LiveApp
+from tests.e2e.conftest import ARTIFACTS, IDP_PASSWORD, IDP_USER, PASSWORD, ROOT, LiveApp, _wait_ready
 
 pytestmark = [pytest.mark.timeout(240)]
 Page = Any  # playwright.sync_api.Page; imported lazily so collection never needs a browser
@@ -415,3 +423,73 @@ def test_11_a_version_scheduled_for_next_month_answers_from_its_date_and_stays_a
         shot(page, "11-changes-view")
     finally:
         live_app.clock.write_text("")  # later scenarios see the real today
+
+
+def moved_figure_answer(messages: list[dict[str, str]]) -> str:
+    """A model that restates the carry-over rule with the annual-leave figure (20) in place of
+    the policy's 5, then two true sentences, citing the passage it was given them in."""
+    prompt = messages[-1]["content"]
+    passage = re.search(r'<passage n="(\d+)"[^>]*>[^<]*carry up to 5 unused days', prompt)
+    n = passage.group(1) if passage else "1"
+    return (
+        f"You may carry up to 20 unused days into the next year [{n}]. "
+        f"Carried-over days must be taken by 31 March; days not taken by then are lost [{n}]. "
+        f"Unused leave is not paid out, except when employment ends [{n}]."
+    )
+
+
+def test_13_generate_mode_shows_a_figure_the_model_moved_marked(browser: Any, live_app: LiveApp) -> None:
+    # The same app and database, served by a second Daphne whose only backend is a model that
+    # moves a figure (generate mode, as vLLM or Ollama would be configured).
+    server = FakeOpenAI(answerer=moved_figure_answer)
+    ready, urls = threading.Event(), list[str]()
+
+    def serve() -> None:
+        async def main() -> None:
+            urls.append(await server.start())
+            ready.set()
+            await asyncio.Event().wait()
+
+        asyncio.run(main())
+
+    threading.Thread(target=serve, daemon=True).start()
+    assert ready.wait(10)
+    port = free_port()
+    backend = {
+        "name": "moving",
+        "kind": "openai",
+        "base_url": urls[0],
+        "model": server.model,
+        "answer_mode": "generate",
+    }
+    env = {**live_app.env, "POLICYDESK_LLM_BACKENDS": json.dumps([backend])}
+    log = (ARTIFACTS / "server-11.log").open("wb")
+    daphne = subprocess.Popen(
+        [sys.executable, "-m", "core.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    context = browser.new_context(
+        base_url=f"http://127.0.0.1:{port}", viewport={"width": 1280, "height": 900}
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}")
+        page = context.new_page()
+        login(page, "emma")
+        ask_and_watch(page, "How many unused days of annual leave can I carry into the next year?")
+        answer = page.locator(".msg.assistant").last
+        marked = answer.locator(".answer .unsupported")
+        assert marked.count() == 1 and marked.first.is_visible()
+        assert "20 unused days" in marked.first.inner_text()
+        assert "Unused leave is not paid out" in answer.locator(".answer").inner_text()
+        assert answer.locator(".answer details").count() == 0, "most of the text is supported: not collapsed"
+        assert "carry up to 5 unused days" in answer.locator(".answer blockquote").first.inner_text()
+        assert answer.locator(".banner.warn").count() == 1, "the answer is said to be unverified"
+        shot(page, "13-generate-moved-figure-marked")
+    finally:
+        context.close()
+        daphne.send_signal(signal.SIGTERM)
+        try:
+            daphne.wait(20)
+        except subprocess.TimeoutExpired:
+            daphne.kill()
+            daphne.wait()
