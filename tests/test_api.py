@@ -84,6 +84,16 @@ def sent_to_model(server: FakeOpenAI) -> list[str]:
     return [r.body.decode() for r in server.http.requests if r.path.endswith("/chat/completions")]
 
 
+async def stopped_answer() -> Message | None:
+    """The answer a client walked away from, once the pipeline has unwound and recorded it."""
+    for _ in range(100):
+        stopped = await sync_to_async(Message.objects.filter(role="assistant", status="stopped").first)()
+        if stopped is not None:
+            return stopped
+        await asyncio.sleep(0.1)
+    return None
+
+
 async def question_event() -> AuditEvent:
     return await sync_to_async(AuditEvent.objects.get)(kind="question")
 
@@ -320,6 +330,9 @@ async def test_every_model_busy_is_a_503_with_retry_after(employee: User, live_d
                     model="policydesk", messages=[{"role": "user", "content": QUESTION}]
                 )
             await first.close()
+            # The server records the abandoned stream as it unwinds: the test's end flushes the
+            # tables, which must not race that write.
+            assert await stopped_answer() is not None
     assert refused.value.status_code == 503 and refused.value.code == "busy"
     assert refused.value.response.headers["Retry-After"] == "5"
 
@@ -471,11 +484,7 @@ async def test_a_client_that_disconnects_mid_stream_stops_the_model_and_the_ques
             assert received.startswith(b"HTTP/1.1 200")
             writer.close()  # the client goes away mid-answer
             await asyncio.wait_for(server.http.disconnected.wait(), 5)
-    for _ in range(50):  # the record is written as the pipeline unwinds
-        stopped = await sync_to_async(Message.objects.filter(role="assistant", status="stopped").first)()
-        if stopped is not None:
-            break
-        await asyncio.sleep(0.1)
+    stopped = await stopped_answer()
     assert stopped is not None and stopped.text
     event = await question_event()
     assert event.outcome == "stopped" and event.detail["channel"] == "api"

@@ -27,7 +27,9 @@ from devserver.embedded import free_port
 from tests.conftest import SHARED_DIR
 from tests.e2e.conftest import ARTIFACTS, IDP_PASSWORD, IDP_USER, PASSWORD, ROOT, LiveApp, _wait_ready
 
-pytestmark = [pytest.mark.timeout(240)]
+# The limit covers the module's `live_app` setup in its first test too (migrate, ingest the demo
+# corpus, start Daphne, Celery and two model servers): minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.timeout(480)]
 Page = Any  # playwright.sync_api.Page; imported lazily so collection never needs a browser
 
 QUESTION_WITH_PII = "My name is Maria Gonzalez, phone 0903 123 456. How many days of annual leave do I get?"
