@@ -115,7 +115,7 @@ def _normalise_json(value: Any) -> Any:
 
 
 def _insert(
-    *, seq: int, prev_hash: str, first_event: bool, kind: str, actor: str, **values: Any
+    *, seq: int, prev_hash: str, first_event: bool, kind: str, actor: str, key_id: str, **values: Any
 ) -> AuditEvent:
     # Microseconds survive the database round trip; the hash covers this exact value.
     event = AuditEvent(
@@ -124,7 +124,7 @@ def _insert(
         kind=kind,
         actor=actor,
         prev_hash=prev_hash,
-        key_id=keys.current_key_id(),
+        key_id=key_id,
         **values,
     )
     keyed_from = _keyed_from(seq=seq, prev_hash=prev_hash, first_event=first_event)
@@ -146,22 +146,35 @@ def audit_event_append(*, kind: str, actor: str, **fields: Any) -> AuditEvent:
             checkpoint = AuditCheckpoint.objects.first()
             seq = checkpoint.through_seq + 1 if checkpoint else 1
             prev_hash = checkpoint.through_hash if checkpoint else GENESIS
-        if last is not None and last.key_id != keys.current_key_id():
+        key_id = _signing_key(last)
+        if last is not None and last.key_id != key_id:
             # The keyring has a new current key: a re-anchor under it, naming the key it follows
             # and the hash it continues from, before anything else is signed with it.
             rotation = _insert(
                 seq=seq, prev_hash=prev_hash, first_event=False, kind=AuditEvent.Kind.KEY_ROTATION,
-                actor=SYSTEM_ACTOR,
-                detail={"from": last.key_id, "to": keys.current_key_id(), "previous_hash": prev_hash},
+                actor=SYSTEM_ACTOR, key_id=key_id,
+                detail={"from": last.key_id, "to": key_id, "previous_hash": prev_hash},
             )  # fmt: skip
             seq, prev_hash = rotation.seq + 1, rotation.hash
         event = _insert(
-            seq=seq, prev_hash=prev_hash, first_event=last is None, kind=kind, actor=actor, **values
-        )
+            seq=seq, prev_hash=prev_hash, first_event=last is None, kind=kind, actor=actor, key_id=key_id,
+            **values,
+        )  # fmt: skip
         every = settings.AUDIT_HEAD_EVENTS
         if every and event.seq % every == 0:
             transaction.on_commit(_write_head_now)
         return event
+
+
+def _signing_key(last: AuditEvent | None) -> str:
+    """The current key, or the chain's own key where another process has already rotated to a
+    newer one this process also holds: during a rolling rotation the chain never steps back."""
+    current = keys.current_key_id()
+    if last is None or last.key_id == current or not keys.known(last.key_id):
+        return current
+    if last.key_id in settings.AUDIT_HMAC_KEYS and keys.position(last.key_id) > keys.position(current):
+        return last.key_id
+    return current
 
 
 def _write_head_now() -> None:

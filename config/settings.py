@@ -55,12 +55,18 @@ _audit_ring = audit_keyring(env_optional_str("AUDIT_HMAC_KEYS"), legacy=_audit_k
 if not _audit_ring:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "POLICYDESK_AUDIT_HMAC_KEY (or POLICYDESK_AUDIT_HMAC_KEYS) is required when "
+            "POLICYDESK_AUDIT_HMAC_KEY is required (or a keyring in POLICYDESK_AUDIT_HMAC_KEYS) when "
             "POLICYDESK_DEBUG is off (`make up` writes a random one to .env for local use)"
         )
     _audit_ring = {"": "debug-only-" + SECRET_KEY}
 AUDIT_HMAC_KEYS: dict[str, str] = _audit_ring
-AUDIT_HMAC_KEY_ID: str = list(_audit_ring)[-1]
+# Which key signs from now on: the keyring's last unless named (a rolling rotation adds the new
+# key everywhere first, then names it; a process never signs with a key older than the chain's).
+AUDIT_HMAC_KEY_ID: str = env_str("AUDIT_HMAC_KEY_ID", list(_audit_ring)[-1])
+if AUDIT_HMAC_KEY_ID not in _audit_ring:
+    raise ImproperlyConfigured(
+        f"POLICYDESK_AUDIT_HMAC_KEY_ID={AUDIT_HMAC_KEY_ID!r} is not a key id of POLICYDESK_AUDIT_HMAC_KEYS"
+    )
 # Keys pseudonymous user ids and PII placeholder digests: the oldest key, so that neither
 # changes when the chain's key is rotated.
 AUDIT_HMAC_KEY: str = next(iter(_audit_ring.values()))

@@ -300,18 +300,33 @@ def test_a_purge_checkpoint_signed_under_a_rotated_key_verifies(rotated: Callabl
     assert AuditCheckpoint.objects.get().key_id == "2027a" and audit_chain_verify().valid
 
 
-def test_a_rotation_back_to_an_older_key_or_a_key_dropped_from_the_ring_is_reported(
+def test_a_process_still_naming_the_old_key_follows_the_chains_newer_key(
+    rotated: Callable[..., None],
+) -> None:
+    """A rolling rotation: one process already signs with the new key, another still names the
+    old one as current but holds the new one too. The chain does not step back."""
+    question(0)
+    rotated()
+    question(1)
+    rotated(current="")
+    assert question(2).key_id == "2027a"
+    assert AuditEvent.objects.filter(kind=AuditEvent.Kind.KEY_ROTATION).count() == 1
+    assert audit_chain_verify().valid
+
+
+def test_a_step_back_to_an_older_key_or_a_key_missing_from_the_ring_is_reported(
     rotated: Callable[..., None], settings: Any
 ) -> None:
     question(0)
     rotated()
     question(1)
-    rotated(current="")  # the old key made current again
-    question(2)
-    assert "back to the older key" in audit_chain_verify().problem
-    settings.AUDIT_HMAC_KEYS = {"": settings.AUDIT_HMAC_KEY}
+    full_ring = dict(settings.AUDIT_HMAC_KEYS)
+    settings.AUDIT_HMAC_KEYS = {"": settings.AUDIT_HMAC_KEY}  # a process never given the new key
     settings.AUDIT_HMAC_KEY_ID = ""
+    question(2)
     assert "key id '2027a', which is not in the keyring" in audit_chain_verify().problem
+    settings.AUDIT_HMAC_KEYS = full_ring
+    assert "back to the older key" in audit_chain_verify().problem
 
 
 def test_the_keyring_reads_ids_and_secrets_and_keeps_the_single_key_first() -> None:
@@ -322,6 +337,23 @@ def test_the_keyring_reads_ids_and_secrets_and_keeps_the_single_key_first() -> N
         with pytest.raises(ImproperlyConfigured) as error:
             audit_keyring(bad, legacy=None)
         assert "POLICYDESK_AUDIT_HMAC_KEYS" in str(error.value) and ":a" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"POLICYDESK_AUDIT_HMAC_KEYS": "k1:" + "a" * 40}, ""),
+        ({"POLICYDESK_AUDIT_HMAC_KEYS": "k1:" + "a" * 40, "POLICYDESK_AUDIT_HMAC_KEY_ID": "k9"},
+         "POLICYDESK_AUDIT_HMAC_KEY_ID='k9' is not a key id"),
+        ({"POLICYDESK_AUDIT_HMAC_KEYS": "k1"}, "POLICYDESK_AUDIT_HMAC_KEYS entry 1 is not id:secret"),
+    ],
+)  # fmt: skip
+def test_a_keyring_alone_is_enough_to_start_and_a_bad_one_stops_it(env: dict[str, str], error: str) -> None:
+    from tests.test_settings import _load_settings
+
+    result = _load_settings(POLICYDESK_SECRET_KEY="k" * 50, **env)
+    assert (result.returncode == 0) is (not error), result.stderr
+    assert error in result.stderr and "a" * 40 not in result.stderr
 
 
 # --- 4. the auditors' page verifies incrementally -----------------------------------------------
