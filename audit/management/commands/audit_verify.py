@@ -28,5 +28,10 @@ class Command(BaseCommand):
             )
         if not heads.valid:
             self.stderr.write(heads.problem)
+        elif heads.heads == 0 and chain.checked:
+            self.stderr.write(
+                f"warning: no signed heads in {report['head_file']}: a deleted tail would not show "
+                "(the beat task writes them; see docs/audit-and-security.md)"
+            )
         if not report["valid"]:
             raise SystemExit(1)
