@@ -209,6 +209,25 @@ def test_an_intact_log_verifies_against_its_heads() -> None:
     assert report["valid"] and report["heads"] == 2 and report["head_seq"] == 5 and not err
 
 
+def test_the_retention_purge_is_not_mistaken_for_a_deleted_tail() -> None:
+    old = [question(n) for n in range(3)]
+    _backdate(old)
+    audit_head_write(min_interval=0)  # a head at the last old event: it will be purged
+    recent = [question(n) for n in range(2)]
+    audit_head_write(min_interval=0)
+    assert audit_purge_expired(older_than_days=365) == 3
+    report, err = _verify()
+    assert report["valid"] and report["heads"] == 2 and report["head_seq"] == recent[-1].seq, err
+
+
+def test_a_log_purged_to_its_last_event_still_matches_its_head() -> None:
+    _backdate([question(n) for n in range(3)])
+    audit_head_write(min_interval=0)
+    assert audit_purge_expired(older_than_days=365) == 3
+    report, err = _verify()
+    assert report["valid"] and report["checked"] == 0 and report["head_seq"] == 3, err
+
+
 def test_a_head_is_written_at_most_every_interval_unless_n_events_passed(
     settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
