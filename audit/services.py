@@ -162,7 +162,7 @@ def audit_event_append(*, kind: str, actor: str, **fields: Any) -> AuditEvent:
         )  # fmt: skip
         every = settings.AUDIT_HEAD_EVENTS
         if every and event.seq % every == 0:
-            transaction.on_commit(_write_head_now)
+            transaction.on_commit(_write_head_now, robust=True)
         return event
 
 
