@@ -29,6 +29,8 @@ ENV POLICYDESK_EMBEDDER_CACHE_DIR=/app/models
 RUN POLICYDESK_SECRET_KEY=build-only POLICYDESK_AUDIT_HMAC_KEY=build-only POLICYDESK_ENV_FILE=/dev/null python manage.py collectstatic --noinput \
     && POLICYDESK_SECRET_KEY=build-only POLICYDESK_AUDIT_HMAC_KEY=build-only POLICYDESK_ENV_FILE=/dev/null DJANGO_SETTINGS_MODULE=config.settings python -c "import django; django.setup(); from rag.embedding import get_embedder; get_embedder()"
 
+# The audit log's signed heads (docs/audit-and-security.md#the-signed-head): a volume in compose.
+RUN mkdir -p /var/lib/policydesk/audit && chown -R policydesk /var/lib/policydesk && chmod 700 /var/lib/policydesk/audit
 USER policydesk
 EXPOSE 8000
 CMD ["python", "-m", "core.daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

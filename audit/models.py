@@ -6,8 +6,10 @@ from django.db import models
 class AuditEvent(models.Model):
     """One append-only, hash-chained record. Text fields hold redacted text only.
 
-    The database rejects UPDATE and DELETE (see migration 0002); the only deletion is the
-    retention purge, which leaves a signed `AuditCheckpoint` so the chain stays verifiable.
+    The database rejects UPDATE, DELETE and TRUNCATE (migrations 0002 and 0009); the only
+    deletion is the retention purge, a function owned by the table's owner that removes expired
+    rows only and after which the app writes a signed `AuditCheckpoint`, so the chain stays
+    verifiable.
     """
 
     class Kind(models.TextChoices):
@@ -22,6 +24,8 @@ class AuditEvent(models.Model):
         API_KEY = "api_key"
         # A policy version's life: new version, scheduled, superseded, retired, review date.
         DOCUMENT_LIFECYCLE = "document_lifecycle"
+        # The chain's signing key changed: a re-anchor signed under the new key (audit.keys).
+        KEY_ROTATION = "key_rotation"
 
     seq = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(db_index=True)
@@ -46,6 +50,8 @@ class AuditEvent(models.Model):
     detail = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # Which key of the keyring hashed this event; "" for the original single key.
+    key_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["-seq"]
@@ -62,6 +68,7 @@ class AuditCheckpoint(models.Model):
     through_hash = models.CharField(max_length=64)
     purged = models.IntegerField()
     signature = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["-through_seq"]
@@ -84,3 +91,18 @@ class AuditChainAnchor(models.Model):
 
     def __str__(self) -> str:
         return f"keyed chain from #{self.keyed_from_seq}"
+
+
+class AuditVerifiedHead(models.Model):
+    """How far the auditors' page has verified the chain, so that each view walks only the
+    events written since (`manage.py audit_verify` still walks all of it). Signed, so that
+    someone with the database but not the key cannot move it past an edited event."""
+
+    through_seq = models.BigIntegerField()
+    through_hash = models.CharField(max_length=64)
+    verified_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16, blank=True, default="")
+    signature = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"verified through #{self.through_seq}"

@@ -17,7 +17,7 @@ from accounts.decorators import role_required
 from accounts.roles import VIEW_AUDIT
 from audit.models import AuditEvent
 from audit.selectors import EventFilters, event_choices, event_list
-from audit.services import audit_chain_verify, audit_event_append, pseudonym
+from audit.services import audit_chain_status_quick, audit_event_append, pseudonym
 
 EXPORT_FIELDS = (
     "seq", "created_at", "kind", "actor", "conversation_id", "message_id", "language", "question", "answer",
@@ -89,7 +89,7 @@ def event_list_view(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "choices": event_choices(),
             "kinds": AuditEvent.Kind.choices,
-            "chain": audit_chain_verify(),
+            "chain": audit_chain_status_quick(),
             "query": query.urlencode(),
         },
     )

@@ -42,6 +42,13 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=3, minute=53),
         "options": {"queue": "housekeeping"},
     },
+    "write-signed-audit-head": {
+        "task": "audit.tasks.write_signed_head",
+        # Offered every 10 s; the task writes once POLICYDESK_AUDIT_HEAD_SECONDS (default 60)
+        # have passed since the newest head and the log has moved on (audit/heads.py).
+        "schedule": 10.0,
+        "options": {"queue": "housekeeping", "expires": 10},
+    },
     "purge-expired-audit-events": {
         "task": "audit.tasks.purge_expired_events",
         "schedule": crontab(hour=3, minute=41),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -162,3 +163,29 @@ def validate_redis_url(url: str, *, setting: str = "REDIS_URL") -> str:
     if scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured(f"{PREFIX}{setting} must be a redis://, rediss:// or unix:// URL")
     return url
+
+
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,16}")
+
+
+def audit_keyring(ring: str | None, *, legacy: str | None) -> dict[str, str]:
+    """The audit keyring, oldest first: the single POLICYDESK_AUDIT_HMAC_KEY as key id "" (what
+    events written before key ids existed were signed with), then POLICYDESK_AUDIT_HMAC_KEYS,
+    "id1:secret1,id2:secret2". The last key is the current one. Error messages name ids, never
+    secrets."""
+    keys: dict[str, str] = {}
+    if legacy:
+        keys[""] = legacy
+    for position, entry in enumerate((ring or "").split(","), start=1):
+        if not entry.strip():
+            continue
+        key_id, sep, secret = entry.strip().partition(":")
+        if not sep or not _KEY_ID.fullmatch(key_id) or not secret:
+            raise ImproperlyConfigured(
+                f"{PREFIX}AUDIT_HMAC_KEYS entry {position} is not id:secret "
+                "(an id is 1-16 letters, digits, '_', '.' or '-')"
+            )
+        if key_id in keys:
+            raise ImproperlyConfigured(f"{PREFIX}AUDIT_HMAC_KEYS names key id {key_id!r} twice")
+        keys[key_id] = secret
+    return keys

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
+    audit_keyring,
     env_bool,
     env_choice,
     env_float,
@@ -44,17 +45,31 @@ if _secret_key is None:
     _secret_key = get_random_secret_key()
 SECRET_KEY = _secret_key
 
-# Keys pseudonymous user ids, PII placeholder digests and audit checkpoints. Separate from
-# SECRET_KEY so rotating sessions does not orphan the audit trail.
+# The audit keys (docs/audit-and-security.md#keys-and-rotation). Separate from SECRET_KEY so
+# rotating sessions does not orphan the audit trail. POLICYDESK_AUDIT_HMAC_KEY is the original
+# single key (key id ""); POLICYDESK_AUDIT_HMAC_KEYS="id1:secret1,id2:secret2" is a keyring whose
+# last entry signs what is written from now on, while older entries keep verifying the events,
+# checkpoints and signed heads written under them.
 _audit_key = env_optional_str("AUDIT_HMAC_KEY")
-if _audit_key is None:
+_audit_ring = audit_keyring(env_optional_str("AUDIT_HMAC_KEYS"), legacy=_audit_key)
+if not _audit_ring:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "POLICYDESK_AUDIT_HMAC_KEY is required when POLICYDESK_DEBUG is off "
-            "(`make up` writes a random one to .env for local use)"
+            "POLICYDESK_AUDIT_HMAC_KEY is required (or a keyring in POLICYDESK_AUDIT_HMAC_KEYS) when "
+            "POLICYDESK_DEBUG is off (`make up` writes a random one to .env for local use)"
         )
-    _audit_key = "debug-only-" + SECRET_KEY
-AUDIT_HMAC_KEY = _audit_key
+    _audit_ring = {"": "debug-only-" + SECRET_KEY}
+AUDIT_HMAC_KEYS: dict[str, str] = _audit_ring
+# Which key signs from now on: the keyring's last unless named (a rolling rotation adds the new
+# key everywhere first, then names it; a process never signs with a key older than the chain's).
+AUDIT_HMAC_KEY_ID: str = env_str("AUDIT_HMAC_KEY_ID", list(_audit_ring)[-1])
+if AUDIT_HMAC_KEY_ID not in _audit_ring:
+    raise ImproperlyConfigured(
+        f"POLICYDESK_AUDIT_HMAC_KEY_ID={AUDIT_HMAC_KEY_ID!r} is not a key id of POLICYDESK_AUDIT_HMAC_KEYS"
+    )
+# Keys pseudonymous user ids and PII placeholder digests: the oldest key, so that neither
+# changes when the chain's key is rotated.
+AUDIT_HMAC_KEY: str = next(iter(_audit_ring.values()))
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -335,6 +350,14 @@ except re.error as exc:
 REDACTION_PROCESSES = env_int("REDACTION_PROCESSES", 1, minimum=0, maximum=16)
 REDACTION_SCORE_THRESHOLD = env_float("REDACTION_SCORE_THRESHOLD", 0.35, minimum=0.0, maximum=1.0)
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=1)
+# The signed head (docs/audit-and-security.md#the-signed-head): the chain's latest seq and hash,
+# HMAC-signed and appended to a file outside the database every AUDIT_HEAD_EVENTS events and at
+# least every AUDIT_HEAD_SECONDS while the log grows; optionally also sent to syslog.
+AUDIT_HEAD_FILE = Path(env_str("AUDIT_HEAD_FILE", str(DATA_DIR / "audit" / "signed-heads.jsonl")))
+AUDIT_HEAD_SECONDS = env_float("AUDIT_HEAD_SECONDS", 60.0, minimum=1.0)
+AUDIT_HEAD_EVENTS = env_int("AUDIT_HEAD_EVENTS", 100, minimum=0)
+# "/dev/log", "host:514" (UDP) or empty for none.
+AUDIT_HEAD_SYSLOG = env_str("AUDIT_HEAD_SYSLOG", "")
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "plain"))

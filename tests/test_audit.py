@@ -8,9 +8,11 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
@@ -22,6 +24,13 @@ from audit.models import AuditChainAnchor, AuditCheckpoint, AuditEvent
 from audit.services import audit_chain_verify, audit_event_append, audit_purge_expired, pseudonym
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def head_file(settings: Any, tmp_path: Path) -> Path:
+    """Each test its own signed-head file (the default is under the data dir)."""
+    settings.AUDIT_HEAD_FILE = tmp_path / "audit" / "signed-heads.jsonl"
+    return Path(settings.AUDIT_HEAD_FILE)
 
 
 def question(n: int = 0, **extra: object) -> AuditEvent:
@@ -113,7 +122,8 @@ def test_audit_verify_passes_on_an_intact_chain() -> None:
     call_command("audit_verify", stdout=out)
     assert json.loads(out.getvalue()) == {
         "valid": True, "checked": 3, "first_broken_seq": None, "first_broken_id": None, "problem": "",
-        "checkpoint_seq": None,
+        "checkpoint_seq": None, "head_file": str(settings.AUDIT_HEAD_FILE), "heads": 0, "head_seq": None,
+        "head_problem": "",
     }  # fmt: skip
 
 
@@ -135,9 +145,15 @@ def test_retention_purge_keeps_the_chain_verifiable() -> None:
     assert after.prev_hash == recent[-1].hash and audit_chain_verify().valid
 
 
+def _backdate(events: list[AuditEvent], days: int = 400) -> None:
+    _tamper("UPDATE audit_auditevent SET created_at = %s WHERE id = ANY(%s)",
+            [timezone.now() - timedelta(days=days), [e.id for e in events]])  # fmt: skip
+    _rehash_all()
+
+
 def test_a_forged_checkpoint_fails_verification() -> None:
-    question()
-    audit_purge_expired(older_than_days=1, now=timezone.now() + timedelta(days=5))
+    _backdate([question()])
+    assert audit_purge_expired(older_than_days=365) == 1
     AuditCheckpoint.objects.update(through_hash="a" * 64)
     assert not audit_chain_verify().valid
 

@@ -6,6 +6,9 @@
 # owns no table and so cannot disable the audit log's append-only trigger or alter a table; it
 # reads and writes rows only. The audit chain's HMAC key is in the app's environment, never in
 # the database, so even the owner cannot rewrite an event unnoticed (docs/privacy-and-audit.md).
+# Migration audit.0009 then takes DELETE and TRUNCATE on the audit log back from every role but the
+# owner: the app deletes audit rows only through the owner's retention purge function
+# (docs/audit-and-security.md).
 set -eu
 : "${POLICYDESK_APP_DB_PASSWORD:?set POLICYDESK_APP_DB_PASSWORD in policydesk.env}"
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
