@@ -12,7 +12,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_role_groups, sender=self)
-        from accounts import throttle  # noqa: F401 (connects the lockout audit event)
+        from accounts import sessions, throttle  # noqa: F401 (connect the lockout event, the sign-in stamp)
 
 
 def _ensure_role_groups(sender: AppConfig, **kwargs: Any) -> None:

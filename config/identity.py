@@ -157,11 +157,19 @@ def _ldap_settings() -> dict[str, Any]:
     group_class, group_filter = group_types[group_type]
     user_base = _required("LDAP_USER_SEARCH_BASE")
     timeout = env_float("LDAP_TIMEOUT", 5.0, minimum=0.1, maximum=60.0)
+    server_uri = _url("LDAP_SERVER_URI", schemes=("ldap", "ldaps"))
+    start_tls = env_bool("LDAP_START_TLS", False)
+    if server_uri.startswith("ldap:") and not start_tls and not env_bool("LDAP_ALLOW_PLAIN", False):
+        # Every sign-in sends the user's password in a bind: never in clear unless asked for.
+        raise ImproperlyConfigured(
+            f"{PREFIX}LDAP_SERVER_URI={server_uri!r} would send directory passwords in clear: use ldaps://, "
+            f"set {PREFIX}LDAP_START_TLS=true, or (a lab directory only) {PREFIX}LDAP_ALLOW_PLAIN=true"
+        )
     return {
-        "AUTH_LDAP_SERVER_URI": _url("LDAP_SERVER_URI", schemes=("ldap", "ldaps")),
+        "AUTH_LDAP_SERVER_URI": server_uri,
         "AUTH_LDAP_BIND_DN": _required("LDAP_BIND_DN"),
         "AUTH_LDAP_BIND_PASSWORD": _required("LDAP_BIND_PASSWORD"),
-        "AUTH_LDAP_START_TLS": env_bool("LDAP_START_TLS", False),
+        "AUTH_LDAP_START_TLS": start_tls,
         "AUTH_LDAP_USER_SEARCH": ldap_config.LDAPSearch(user_base, ldap.SCOPE_SUBTREE, search_filter),
         "AUTH_LDAP_GROUP_SEARCH": ldap_config.LDAPSearch(
             env_str("LDAP_GROUP_SEARCH_BASE", user_base), ldap.SCOPE_SUBTREE, group_filter

@@ -47,6 +47,7 @@ def ldap_env(server: Slapd, uri: str) -> dict[str, str]:
     return {
         "AUTH_LDAP": "true",
         "LDAP_SERVER_URI": uri,
+        "LDAP_ALLOW_PLAIN": "true",  # the test's own slapd on 127.0.0.1
         "LDAP_BIND_DN": server.service_dn,
         "LDAP_BIND_PASSWORD": server.service_password,
         "LDAP_USER_SEARCH_BASE": f"ou=people,{BASE_DN}",
