@@ -11,6 +11,17 @@ form.addEventListener("drop", (event) => {
   form.requestSubmit();
 });
 
+// Choosing the document to version ticks its current readers: a restricted policy's next
+// version stays restricted unless the admin unticks on purpose (rag/views.py does the same for
+// a row's "new version" link, server-side).
+const versionOf = document.getElementById("version-of");
+versionOf.addEventListener("change", () => {
+  const option = versionOf.selectedOptions[0];
+  if (!option || !option.value) return;
+  const readers = new Set((option.dataset.readers || "").split(",").filter(Boolean));
+  for (const box of form.querySelectorAll('input[name="groups"]')) box.checked = readers.has(box.value);
+});
+
 for (const deleteForm of document.querySelectorAll("form[data-confirm]")) {
   deleteForm.addEventListener("submit", (event) => {
     if (!window.confirm(deleteForm.dataset.confirm)) event.preventDefault();
