@@ -12,7 +12,8 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_role_groups, sender=self)
-        from accounts import sessions, throttle  # noqa: F401 (connect the lockout event, the sign-in stamp)
+        # Connect the lockout event and the sign-in stamp; register the group map's check.
+        from accounts import checks, sessions, throttle  # noqa: F401
 
 
 def _ensure_role_groups(sender: AppConfig, **kwargs: Any) -> None:

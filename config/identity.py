@@ -20,6 +20,7 @@ LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 OIDC_BACKEND = "accounts.oidc.DirectoryOIDCBackend"
 LDAP_BACKEND = "accounts.ldap.DirectoryLDAPBackend"
 PERMISSIONS_BACKEND = "accounts.backends.RolePermissionsBackend"
+LDAP_ENTRY_ATTRIBUTES = ["*", "entryUUID", "objectGUID"]
 LDAP_GROUP_TYPES = (
     "group_of_names",
     "nested_group_of_names",
@@ -170,9 +171,17 @@ def _ldap_settings() -> dict[str, Any]:
         "AUTH_LDAP_BIND_DN": _required("LDAP_BIND_DN"),
         "AUTH_LDAP_BIND_PASSWORD": _required("LDAP_BIND_PASSWORD"),
         "AUTH_LDAP_START_TLS": start_tls,
-        "AUTH_LDAP_USER_SEARCH": ldap_config.LDAPSearch(user_base, ldap.SCOPE_SUBTREE, search_filter),
+        # The entries' immutable ids are operational attributes in OpenLDAP: asked for by name.
+        # Accounts are keyed by them (accounts/ldap.py), and the group map may name groups by them.
+        "AUTH_LDAP_USER_SEARCH": ldap_config.LDAPSearch(
+            user_base, ldap.SCOPE_SUBTREE, search_filter, LDAP_ENTRY_ATTRIBUTES
+        ),
+        "AUTH_LDAP_USER_ATTRLIST": LDAP_ENTRY_ATTRIBUTES,
         "AUTH_LDAP_GROUP_SEARCH": ldap_config.LDAPSearch(
-            env_str("LDAP_GROUP_SEARCH_BASE", user_base), ldap.SCOPE_SUBTREE, group_filter
+            env_str("LDAP_GROUP_SEARCH_BASE", user_base),
+            ldap.SCOPE_SUBTREE,
+            group_filter,
+            LDAP_ENTRY_ATTRIBUTES,
         ),
         "AUTH_LDAP_GROUP_TYPE": group_class(),
         "AUTH_LDAP_CONNECTION_OPTIONS": _ldap_options(timeout=timeout, ca_file=_ca_file("LDAP_CA_FILE")),
