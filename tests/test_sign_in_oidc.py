@@ -361,3 +361,17 @@ def test_the_session_keeps_only_what_logout_needs_and_expires_within_a_working_d
     }  # fmt: skip
     assert "oidc_access_token" not in session and "oidc_refresh_token" not in session
     assert session.get_expiry_age() <= django_settings.SESSION_HOURS * 3600
+
+
+def test_the_group_map_matches_an_entra_style_group_object_id(
+    oidc_on: OIDCProvider, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entra ID sends group object ids: the map may hold them (in any case, with or without braces),
+    and a group merely *named* like a mapped one grants nothing."""
+    admins = "4b1a27c5-0d4e-4bd2-9c55-7b0a8e0f6c21"
+    by_id = {"roles": {"{" + admins.upper() + "}": "policy_admin", "Staff": "employee"}, "default_role": None}
+    sign_in_configure(monkeypatch, settings, {"GROUP_MAP": json.dumps(by_id)})
+    client, _ = sign_in(person(oidc_on, ["Staff", admins]))
+    assert client.get("/documents/").status_code == 200
+    impostor, _ = sign_in(person(oidc_on, ["Staff", "PolicyDesk Admins"]))
+    assert impostor.get("/documents/").status_code == 403
