@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from importlib import import_module
 
 from django.conf import settings
@@ -7,7 +8,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
 from django.utils.crypto import constant_time_compare
 
-from accounts.sessions import session_holds
+from accounts.sessions import oidc_recheck_due, session_holds
 
 
 def user_has_permission(*, user_id: int, permission: str, session_key: str | None = None) -> bool:
@@ -31,3 +32,9 @@ def session_belongs_to(*, session_key: str, user: User) -> bool:
     if session.get(SESSION_KEY) != str(user.pk) or not session_holds(session):
         return False
     return constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
+
+
+def session_recheck_due(*, session_key: str) -> bool:
+    """Whether this session is an OIDC one whose re-check at the provider is due."""
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    return oidc_recheck_due(session, now=time.time())

@@ -65,6 +65,10 @@ function connect(delay = 1000) {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${window.location.host}/ws/documents/`);
   socket.addEventListener("message", (event) => applyProgress(JSON.parse(event.data)));
-  socket.addEventListener("close", () => setTimeout(() => connect(Math.min(delay * 2, 15000)), delay));
+  socket.addEventListener("close", (event) => {
+    // 4401: signed out, or an OIDC sign-in due for its re-check: a page load does it.
+    if (event.code === 4401) { location.reload(); return; }
+    setTimeout(() => connect(Math.min(delay * 2, 15000)), delay);
+  });
 }
 connect();
