@@ -201,8 +201,12 @@ def _entry_read(connection: Any, backend: DirectoryLDAPBackend, account: Directo
     # formatting is skipped (the query is complete and escaped here).
     search = LDAPSearch(settings.LDAP_USER_SEARCH_BASE, ldap.SCOPE_SUBTREE, "%(q)s", ENTRY_ATTRIBUTES)
     results = [(dn, attrs) for dn, attrs in search.execute(connection, {"q": query}, escape=False) if dn]
-    if len(results) != 1:
+    if not results:
         return None
+    if len(results) > 1:
+        # A filter that matches several entries for one account is a configuration error, not
+        # a user who left: stop the run rather than deactivate or merge anyone.
+        raise DirectoryUnavailable(f"the user filter matches {len(results)} entries for one account")
     dn, attrs = results[0]
     entry_id = directory_id(attrs)
     if entry_id is None:
