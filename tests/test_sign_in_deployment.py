@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -197,3 +198,24 @@ def test_a_hand_written_highlight_is_ignored_never_a_server_error(
     assert b"<mark" not in response.content
     good = client.get(f"/documents/{document.pk}/", {"chunk": str(chunk.pk), "hl": "0-6"})
     assert good.status_code == 200
+
+
+async def test_a_trusted_proxy_s_scheme_is_believed_and_anyone_else_s_is_not() -> None:
+    from core.proxies import ForwardedClientMiddleware
+
+    seen: list[dict[str, object]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(dict(scope))
+
+    headers = [(b"x-forwarded-for", b"203.0.113.5"), (b"x-forwarded-proto", b"https")]
+    for proxies, peer in ((TrustedProxies(), "127.0.0.1"), (trusted_proxies_parse("127.0.0.1"), "198.51.100.7"),
+                          (trusted_proxies_parse("127.0.0.1"), "127.0.0.1")):  # fmt: skip
+        for kind, scheme in (("http", "http"), ("websocket", "ws")):
+            scope = {"type": kind, "scheme": scheme, "client": [peer, 5555], "headers": headers}
+            await ForwardedClientMiddleware(app, proxies)(scope, None, None)
+    assert [(s["client"], s["scheme"]) for s in seen] == [
+        (["127.0.0.1", 5555], "http"), (["127.0.0.1", 5555], "ws"),  # no proxy trusted
+        (["198.51.100.7", 5555], "http"), (["198.51.100.7", 5555], "ws"),  # not from the proxy
+        (["203.0.113.5", 0], "https"), (["203.0.113.5", 0], "wss"),  # through the proxy
+    ]  # fmt: skip

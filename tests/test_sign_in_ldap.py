@@ -340,3 +340,16 @@ def test_the_auditor_role_does_not_combine_with_another(
     assert "the auditor role does not combine with another: employee, policy_admin dropped" in caplog.text
     assert client.get("/audit/").status_code == 200
     assert client.get("/documents/").status_code == 403 and client.get("/chat/").status_code == 403
+
+
+def test_a_group_read_that_fails_stops_the_whole_run_and_changes_nothing(
+    ldap_on: Slapd, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error half way (here: the group search base is gone) must not read as "no groups"."""
+    sign_in("alice")
+    member_remove(ldap_on, "hr-leads", f"uid=alice,ou=people,{BASE_DN}")
+    sign_in_configure(monkeypatch, settings, {"LDAP_GROUP_SEARCH_BASE": f"ou=missing,{BASE_DN}"})
+    with pytest.raises(DirectoryUnavailable):
+        deprovision_directory_accounts(force=True)
+    assert group_names("alice") == {"employee", "hr"}, "nothing changed"
+    assert User.objects.get(username="alice").is_active

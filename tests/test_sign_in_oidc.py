@@ -375,3 +375,16 @@ def test_the_group_map_matches_an_entra_style_group_object_id(
     assert client.get("/documents/").status_code == 200
     impostor, _ = sign_in(person(oidc_on, ["Staff", "PolicyDesk Admins"]))
     assert impostor.get("/documents/").status_code == 403
+
+
+def test_without_an_end_session_endpoint_the_id_token_is_not_kept(
+    oidc_on: OIDCProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google has no end-session endpoint: the ID token would serve no logout, so it goes."""
+    import accounts.oidc
+
+    monkeypatch.setattr(accounts.oidc, "_end_session_endpoint", lambda: None)
+    client, _ = sign_in(person(oidc_on, ["Staff"]))
+    assert signed_in(client) and "oidc_id_token" not in client.session
+    response = client.post("/accounts/logout/")
+    assert response["Location"] == "/accounts/login/" and not signed_in(client)
