@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.apps import AppConfig
@@ -14,6 +15,10 @@ class AccountsConfig(AppConfig):
         post_migrate.connect(_ensure_role_groups, sender=self)
         # Connect the lockout event and the sign-in stamp; register the group map's check.
         from accounts import checks, sessions, throttle  # noqa: F401
+
+        # Also in every process's log at start: Daphne and Celery do not run the checks.
+        for warning in checks.group_map_by_name():
+            logging.getLogger("accounts").warning("%s (%s) %s", warning.msg, warning.id, warning.hint)
 
 
 def _ensure_role_groups(sender: AppConfig, **kwargs: Any) -> None:
