@@ -3,7 +3,7 @@ with the service account) and reads their groups, nested ones included; PolicyDe
 then decides their roles and document groups (`accounts.services.directory_user_sync`).
 
 Accounts are keyed by the entry's immutable id, `entryUUID` (OpenLDAP) or `objectGUID` (Active
-Directory), not the login name: a login name freed and given to someone else later signs in as
+Directory; POLICYDESK_LDAP_ID_ATTRIBUTE, chosen from the group type), not the login name: a login name freed and given to someone else later signs in as
 a new account, never as the old one with its conversations and pseudonym. Accounts linked by
 login name before (subject `name:<login>`, migration 0004) take their id at their next sign-in
 or deprovisioning run.
@@ -40,20 +40,14 @@ from accounts.services import (
 
 logger = logging.getLogger(__name__)
 
-# The entry's immutable id, the first of these it has; asked for by name (they are operational
-# attributes in OpenLDAP, not returned by "*").
-ID_ATTRIBUTES = ("entryUUID", "objectGUID")
-ENTRY_ATTRIBUTES = ["*", *ID_ATTRIBUTES]
 LEGACY_PREFIX = "name:"  # a subject from before ids: the login name
 
 
 def directory_id(attrs: Any) -> str | None:
-    """The entry's entryUUID or objectGUID as a lower-case UUID string, or None."""
-    for name in ID_ATTRIBUTES:
-        values = (attrs or {}).get(name)
-        if values:
-            return _id_text(values[0])
-    return None
+    """The entry's POLICYDESK_LDAP_ID_ATTRIBUTE (entryUUID, or objectGUID for Active Directory)
+    as a lower-case UUID string, or None."""
+    values = (attrs or {}).get(settings.LDAP_ID_ATTRIBUTE)
+    return _id_text(values[0]) if values else None
 
 
 def _id_text(value: str | bytes) -> str:
@@ -84,7 +78,7 @@ class DirectoryLDAPBackend(LDAPBackend):
     def get_or_build_user(self, username: str, ldap_user: Any) -> tuple[User, bool]:
         entry_id = directory_id(ldap_user.attrs)
         if entry_id is None:
-            raise ldap_user.AuthenticationFailed("the directory entry has neither entryUUID nor objectGUID")
+            raise ldap_user.AuthenticationFailed(f"the directory entry has no {settings.LDAP_ID_ATTRIBUTE}")
         accounts = DirectoryAccount.objects.filter(source=DirectoryAccount.Source.LDAP).select_related("user")
         found = accounts.filter(subject=entry_id).first()
         if found is not None:
@@ -199,7 +193,8 @@ def _entry_read(connection: Any, backend: DirectoryLDAPBackend, account: Directo
         query = f"(&{settings.LDAP_USER_SEARCH_FILTER % {'user': '*'}}{_id_filter(account.subject)})"
     # LDAPSearch decodes the results as django-auth-ldap's group types expect; its own filter
     # formatting is skipped (the query is complete and escaped here).
-    search = LDAPSearch(settings.LDAP_USER_SEARCH_BASE, ldap.SCOPE_SUBTREE, "%(q)s", ENTRY_ATTRIBUTES)
+    attributes = ["*", settings.LDAP_ID_ATTRIBUTE]  # operational in OpenLDAP: asked for by name
+    search = LDAPSearch(settings.LDAP_USER_SEARCH_BASE, ldap.SCOPE_SUBTREE, "%(q)s", attributes)
     results = [(dn, attrs) for dn, attrs in search.execute(connection, {"q": query}, escape=False) if dn]
     if not results:
         return None
@@ -218,9 +213,9 @@ def _entry_read(connection: Any, backend: DirectoryLDAPBackend, account: Directo
 
 
 def _id_filter(entry_id: str) -> str:
-    """Either id attribute: a directory without one of them evaluates that half as false."""
-    guid = "".join(f"\\{byte:02x}" for byte in uuid.UUID(entry_id).bytes_le)
-    return f"(|(entryUUID={escape_filter_chars(entry_id)})(objectGUID={guid}))"
+    if settings.LDAP_ID_ATTRIBUTE == "objectGUID":  # matched as its 16 raw bytes, escaped
+        return "(objectGUID=" + "".join(f"\\{byte:02x}" for byte in uuid.UUID(entry_id).bytes_le) + ")"
+    return f"(entryUUID={escape_filter_chars(entry_id)})"
 
 
 def _entry_sync(entry: _Entry) -> None:

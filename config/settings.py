@@ -130,6 +130,7 @@ AUTH_LDAP_CONNECTION_OPTIONS: dict[int, object] = _sign_in.pop("AUTH_LDAP_CONNEC
 LDAP_USER_SEARCH_BASE: str = _sign_in.pop("LDAP_USER_SEARCH_BASE", "")
 LDAP_USER_SEARCH_FILTER: str = _sign_in.pop("LDAP_USER_SEARCH_FILTER", "")
 LDAP_DEPROVISION_MINUTES: int = _sign_in.pop("LDAP_DEPROVISION_MINUTES", 15)
+LDAP_ID_ATTRIBUTE: str = _sign_in.pop("LDAP_ID_ATTRIBUTE", "entryUUID")
 # The rest are only the libraries' own options (OIDC_RP_SCOPES, OIDC_USE_PKCE, AUTH_LDAP_USER_SEARCH...).
 globals().update(_sign_in)
 

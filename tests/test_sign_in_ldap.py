@@ -353,3 +353,26 @@ def test_a_group_read_that_fails_stops_the_whole_run_and_changes_nothing(
         deprovision_directory_accounts(force=True)
     assert group_names("alice") == {"employee", "hr"}, "nothing changed"
     assert User.objects.get(username="alice").is_active
+
+
+def test_an_active_directory_object_guid_keys_the_account_as_ad_shows_it(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """objectGUID arrives as 16 raw bytes (little-endian fields); django-auth-ldap may have
+    decoded them as text when they happened to be valid UTF-8. Either way: AD's own notation."""
+    import uuid
+
+    from accounts.ldap import _id_filter, directory_id
+    from config.identity import sign_in_settings
+
+    for name, value in {**ldap_env(Slapd(""), "ldaps://dc1.corp.example"),
+                        "LDAP_GROUP_TYPE": "nested_active_directory"}.items():  # fmt: skip
+        monkeypatch.setenv("POLICYDESK_" + name, value)
+    assert sign_in_settings(debug=False)["LDAP_ID_ATTRIBUTE"] == "objectGUID", "AD's id by default"
+    settings.LDAP_ID_ATTRIBUTE = "objectGUID"
+    shown = "4b1a27c5-0d4e-4bd2-9c55-7b0a8e0f6c21"
+    raw = uuid.UUID(shown).bytes_le
+    assert directory_id({"objectGUID": [raw]}) == shown
+    assert directory_id({"objectGUID": [raw.decode("utf-8", "surrogateescape")]}) == shown
+    assert _id_filter(shown) == "(objectGUID=" + "".join(f"\\{b:02x}" for b in raw) + ")"
+    assert directory_id({"entryUUID": [shown]}) is None, "only the configured attribute counts"
