@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.apps import AppConfig
@@ -12,7 +13,12 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_role_groups, sender=self)
-        from accounts import throttle  # noqa: F401 (connects the lockout audit event)
+        # Connect the lockout event and the sign-in stamp; register the group map's check.
+        from accounts import checks, sessions, throttle  # noqa: F401
+
+        # Also in every process's log at start: Daphne and Celery do not run the checks.
+        for warning in checks.group_map_by_name():
+            logging.getLogger("accounts").warning("%s (%s) %s", warning.msg, warning.id, warning.hint)
 
 
 def _ensure_role_groups(sender: AppConfig, **kwargs: Any) -> None:

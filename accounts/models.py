@@ -35,8 +35,10 @@ class RolePermission(models.Model):
 
 class DirectoryAccount(models.Model):
     """Links a user to the identity provider or directory that signs them in. The subject is the
-    provider's stable id (OIDC `sub`, or Entra ID's `oid`; the LDAP login name), so a renamed
-    e-mail or display name keeps the same account, and its audit pseudonym."""
+    provider's stable id (OIDC `sub`, or Entra ID's `oid`; the LDAP entry's entryUUID or
+    objectGUID), so a renamed e-mail or display name keeps the same account, and its audit
+    pseudonym, and a re-used login name does not. `name:<login>`: an LDAP account from before
+    ids were kept, until its next sign-in (migration 0004)."""
 
     class Source(models.TextChoices):
         OIDC = "oidc", "OpenID Connect"

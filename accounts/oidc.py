@@ -100,13 +100,34 @@ class DirectoryOIDCAuthenticateView(OIDCAuthenticationRequestView):
 class DirectoryOIDCCallbackView(OIDCAuthenticationCallbackView):
     get_settings = staticmethod(_setting)
 
+    # Whether this callback answers a sign-in (or silent re-check) this browser started.
+    pending_sign_in = False
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         _oidc_on()
         return super().dispatch(request, *args, **kwargs)
 
+    def get(self, request: HttpRequest) -> HttpResponse:
+        state = request.GET.get("state")
+        self.pending_sign_in = isinstance(state, str) and state in request.session.get("oidc_states", {})
+        if request.GET.get("error") and not self.pending_sign_in:
+            # A link to /accounts/oidc/callback/?error=x must not sign anybody out: an error
+            # counts only as the answer to a sign-in this browser started.
+            return HttpResponseRedirect(self.failure_url)
+        response: HttpResponse = super().get(request)
+        return response
+
+    def login_success(self) -> HttpResponse:
+        response: HttpResponse = super().login_success()
+        if not _end_session_endpoint():
+            # The ID token (name, e-mail, groups) is kept only as the provider's logout hint.
+            self.request.session.pop("oidc_id_token", None)
+        return response
+
     def login_failure(self) -> HttpResponse:
-        # A silent refresh that the provider or the group map refuses ends the old session too.
-        if self.request.user.is_authenticated:
+        # A silent refresh that the provider or the group map refuses ends the old session too;
+        # a callback nobody started (no matching state) leaves the session alone.
+        if self.pending_sign_in and self.request.user.is_authenticated:
             auth.logout(self.request)
         return super().login_failure()
 
@@ -263,17 +284,22 @@ def id_token_claims(
     return claims
 
 
+def _end_session_endpoint() -> str | None:
+    try:
+        endpoint = _discovery(settings.OIDC_ISSUER).get("end_session_endpoint")
+    except _DISCOVERY_FAILURES:
+        logger.warning("OIDC logout: the provider's discovery document could not be read")
+        return None
+    return str(endpoint) if endpoint else None
+
+
 def provider_logout_url(request: HttpRequest) -> str | None:
     """Where to send the browser to end the provider's session too (RP-initiated logout), or
     None when the provider has no end_session_endpoint (Google) or this was no OIDC sign-in."""
     id_token = request.session.get("oidc_id_token")
     if not settings.AUTH_OIDC or not id_token:
         return None
-    try:
-        endpoint = _discovery(settings.OIDC_ISSUER).get("end_session_endpoint")
-    except (httpx.HTTPError, ValueError, SuspiciousOperation):
-        logger.warning("OIDC logout: the provider's discovery document could not be read")
-        return None
+    endpoint = _end_session_endpoint()
     if not endpoint:
         return None
     query = {

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterable
 
@@ -13,6 +14,8 @@ from accounts.models import DirectoryAccount
 from accounts.roles import ROLE_NAMES, ROLE_PERMISSIONS, Role
 from audit.models import AuditEvent
 from audit.services import audit_event_append, pseudonym
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -74,7 +77,7 @@ def directory_user_sign_in(
     if not settings.GROUP_MAP.roles_for(directory_groups):
         raise _no_role(directory_groups)
     with transaction.atomic():
-        user = User(username=_free_username(username))
+        user = User(username=directory_username_free(username))
         user.set_unusable_password()
         user.save()
         return directory_user_sync(user=user, source=source, issuer=issuer, subject=subject,
@@ -89,7 +92,9 @@ def _no_role(directory_groups: list[str]) -> SignInRefused:
     )
 
 
-def _free_username(wanted: str) -> str:
+def directory_username_free(wanted: str) -> str:
+    """`wanted`, or `wanted-<6 hex>` when an account (local, or another directory identity)
+    already has that name: a name is never a reason to refuse or to merge two people."""
     wanted = wanted.strip()[:140] or "user"
     if not User.objects.filter(username__iexact=wanted).exists():
         return wanted
@@ -126,6 +131,13 @@ def _groups_sync(
 ) -> set[str]:
     group_map = settings.GROUP_MAP
     roles = group_map.roles_for(directory_groups)
+    dropped = group_map.mapped_roles(directory_groups) - roles
+    if dropped:
+        # Separation of duties (accounts/directory.py): documented precedence, logged without names.
+        logger.warning(
+            "the auditor role does not combine with another: %s dropped for an auditor's account",
+            ", ".join(sorted(dropped)),
+        )
     # A first sign-in is the one that links the account (django-auth-ldap has saved a new LDAP
     # user just before; an OIDC one was made in directory_user_sign_in).
     account, created = DirectoryAccount.objects.select_for_update().get_or_create(

@@ -23,7 +23,7 @@ from chat.pipeline import question_answer
 from chat.selectors import user_may_ask
 from chat.services import message_feedback_record
 from core import metrics
-from core.consumers import CLOSE_FORBIDDEN, PermissionRecheckMixin
+from core.consumers import PermissionRecheckMixin
 from core.tracing import new_id, trace_id_var
 from privacy.services import RestoringStream, placeholders_restore_html
 
@@ -77,7 +77,7 @@ class ChatConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
         if not await self.permission_holds():
             await self.send_error("forbidden", "You may no longer ask questions.")
             await self._cancel_generation()
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close(code=self.close_code_refused())
             return
         await self.handle_message(message)
 

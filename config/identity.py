@@ -20,6 +20,7 @@ LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 OIDC_BACKEND = "accounts.oidc.DirectoryOIDCBackend"
 LDAP_BACKEND = "accounts.ldap.DirectoryLDAPBackend"
 PERMISSIONS_BACKEND = "accounts.backends.RolePermissionsBackend"
+LDAP_ID_ATTRIBUTES = ("entryUUID", "objectGUID")
 LDAP_GROUP_TYPES = (
     "group_of_names",
     "nested_group_of_names",
@@ -155,16 +156,38 @@ def _ldap_settings() -> dict[str, Any]:
         "posix": (ldap_config.PosixGroupType, "(objectClass=posixGroup)"),
     }
     group_class, group_filter = group_types[group_type]
+    # The entries' immutable id: accounts are keyed by it (accounts/ldap.py) and the group map may
+    # name groups by it. An operational attribute in OpenLDAP: asked for by name.
+    id_attribute = env_choice(
+        "LDAP_ID_ATTRIBUTE",
+        "objectGUID" if "active_directory" in group_type else "entryUUID",
+        LDAP_ID_ATTRIBUTES,
+    )
+    entry_attributes = ["*", id_attribute]
     user_base = _required("LDAP_USER_SEARCH_BASE")
     timeout = env_float("LDAP_TIMEOUT", 5.0, minimum=0.1, maximum=60.0)
+    server_uri = _url("LDAP_SERVER_URI", schemes=("ldap", "ldaps"))
+    start_tls = env_bool("LDAP_START_TLS", False)
+    if server_uri.startswith("ldap:") and not start_tls and not env_bool("LDAP_ALLOW_PLAIN", False):
+        # Every sign-in sends the user's password in a bind: never in clear unless asked for.
+        raise ImproperlyConfigured(
+            f"{PREFIX}LDAP_SERVER_URI={server_uri!r} would send directory passwords in clear: use ldaps://, "
+            f"set {PREFIX}LDAP_START_TLS=true, or (a lab directory only) {PREFIX}LDAP_ALLOW_PLAIN=true"
+        )
     return {
-        "AUTH_LDAP_SERVER_URI": _url("LDAP_SERVER_URI", schemes=("ldap", "ldaps")),
+        "AUTH_LDAP_SERVER_URI": server_uri,
         "AUTH_LDAP_BIND_DN": _required("LDAP_BIND_DN"),
         "AUTH_LDAP_BIND_PASSWORD": _required("LDAP_BIND_PASSWORD"),
-        "AUTH_LDAP_START_TLS": env_bool("LDAP_START_TLS", False),
-        "AUTH_LDAP_USER_SEARCH": ldap_config.LDAPSearch(user_base, ldap.SCOPE_SUBTREE, search_filter),
+        "AUTH_LDAP_START_TLS": start_tls,
+        "AUTH_LDAP_USER_SEARCH": ldap_config.LDAPSearch(
+            user_base, ldap.SCOPE_SUBTREE, search_filter, entry_attributes
+        ),
+        "AUTH_LDAP_USER_ATTRLIST": entry_attributes,
         "AUTH_LDAP_GROUP_SEARCH": ldap_config.LDAPSearch(
-            env_str("LDAP_GROUP_SEARCH_BASE", user_base), ldap.SCOPE_SUBTREE, group_filter
+            env_str("LDAP_GROUP_SEARCH_BASE", user_base),
+            ldap.SCOPE_SUBTREE,
+            group_filter,
+            entry_attributes,
         ),
         "AUTH_LDAP_GROUP_TYPE": group_class(),
         "AUTH_LDAP_CONNECTION_OPTIONS": _ldap_options(timeout=timeout, ca_file=_ca_file("LDAP_CA_FILE")),
@@ -175,4 +198,5 @@ def _ldap_settings() -> dict[str, Any]:
         "LDAP_DEPROVISION_MINUTES": env_int("LDAP_DEPROVISION_MINUTES", 15, minimum=1, maximum=1440),
         "LDAP_USER_SEARCH_FILTER": search_filter,
         "LDAP_USER_SEARCH_BASE": user_base,
+        "LDAP_ID_ATTRIBUTE": id_attribute,
     }

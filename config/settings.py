@@ -24,6 +24,7 @@ from config.env import (
     validate_redis_url,
 )
 from config.identity import sign_in_settings
+from core.proxies import trusted_proxies_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(Path(os.environ.get("POLICYDESK_ENV_FILE", str(BASE_DIR / ".env"))))
@@ -104,6 +105,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A session past its working day or idle too long ends (all sign-in methods); an OIDC one
+    # whose re-check is due is signed out for anything but a page load.
+    "accounts.sessions.SessionLifetimeMiddleware",
     # OIDC sessions only, and only while OIDC is on: a periodic silent sign-in at the provider.
     "accounts.oidc.DirectorySessionRefresh",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -141,6 +145,7 @@ AUTH_LDAP_CONNECTION_OPTIONS: dict[int, object] = _sign_in.pop("AUTH_LDAP_CONNEC
 LDAP_USER_SEARCH_BASE: str = _sign_in.pop("LDAP_USER_SEARCH_BASE", "")
 LDAP_USER_SEARCH_FILTER: str = _sign_in.pop("LDAP_USER_SEARCH_FILTER", "")
 LDAP_DEPROVISION_MINUTES: int = _sign_in.pop("LDAP_DEPROVISION_MINUTES", 15)
+LDAP_ID_ATTRIBUTE: str = _sign_in.pop("LDAP_ID_ATTRIBUTE", "entryUUID")
 # The rest are only the libraries' own options (OIDC_RP_SCOPES, OIDC_USE_PKCE, AUTH_LDAP_USER_SEARCH...).
 globals().update(_sign_in)
 
@@ -235,9 +240,24 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Off by default: the embedded setup serves plain HTTP on localhost; turn on behind TLS.
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# --- Deployment edges (docs/audit-and-security.md, "Sign-in and deployment") -------------------
+# Plain HTTP on purpose: the embedded `make run` on 127.0.0.1 (devserver sets it), a lab. Off,
+# cookies are Secure and HSTS is sent, as behind any TLS front.
+LOCAL_HTTP = env_bool("LOCAL_HTTP", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not (DEBUG or LOCAL_HTTP))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Sent on HTTPS responses only (Django's SecurityMiddleware); 0 turns it off.
+SECURE_HSTS_SECONDS = env_int(
+    "HSTS_SECONDS", 0 if (DEBUG or LOCAL_HTTP) else 365 * 24 * 3600, minimum=0, maximum=2 * 365 * 24 * 3600
+)
+# The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (core/proxies.py): a number
+# of hops, or their addresses and networks. None by default: Daphne published directly.
+TRUSTED_PROXIES = trusted_proxies_parse(env_str("TRUSTED_PROXIES", ""))
+# A session lasts at most a working day, and ends sooner after POLICYDESK_SESSION_IDLE_MINUTES
+# without a page load or form post (accounts/sessions.py).
+SESSION_HOURS = env_float("SESSION_HOURS", 10.0, minimum=0.1, maximum=24 * 30)
+SESSION_COOKIE_AGE = int(SESSION_HOURS * 3600)
+SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 120, minimum=0, maximum=24 * 60 * 30)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"

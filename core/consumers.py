@@ -9,6 +9,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from accounts.selectors import session_recheck_due
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
@@ -35,6 +37,9 @@ class PermissionRecheckMixin:
     # The last answer from the database, and when it was read (event loop time).
     permitted: bool = False
     permission_read_at: float | None = None
+    # Refused because the OIDC session's re-check at the provider is due: "signed out" (4401),
+    # so the page reloads and a page load re-checks silently (accounts/sessions.py).
+    recheck_due: bool = False
 
     def permission_read(self, *, user_id: int, session_key: str | None) -> bool:
         raise NotImplementedError
@@ -47,13 +52,19 @@ class PermissionRecheckMixin:
         read_at = self.permission_read_at
         if read_at is None or now - read_at >= settings.CHAT_PERMISSION_RECHECK_SECONDS:
             session = self.scope.get("session")
+            session_key = getattr(session, "session_key", None)
             self.permitted = await database_sync_to_async(self.permission_read)(
-                user_id=user.pk, session_key=getattr(session, "session_key", None)
+                user_id=user.pk, session_key=session_key
             )
             self.permission_read_at = now
+            if not self.permitted and session_key:
+                self.recheck_due = await database_sync_to_async(session_recheck_due)(session_key=session_key)
         return self.permitted
 
     def close_code_refused(self) -> int:
-        """4401 for a socket without a signed-in user, 4403 for one whose user may not."""
+        """4401 for a socket without a signed-in user (or an OIDC session whose re-check is due),
+        4403 for one whose user may not."""
         user = self.scope.get("user")
-        return CLOSE_FORBIDDEN if user is not None and user.is_authenticated else CLOSE_UNAUTHENTICATED
+        if self.recheck_due or user is None or not user.is_authenticated:
+            return CLOSE_UNAUTHENTICATED
+        return CLOSE_FORBIDDEN

@@ -10,6 +10,7 @@ scrubbed like any log line.
 from __future__ import annotations
 
 import datetime
+import sys
 from typing import Any
 
 from daphne import cli
@@ -39,6 +40,12 @@ def scrub_request(request: str) -> str:
 
 
 def main() -> None:
+    if any(arg.startswith("--proxy-headers") for arg in sys.argv[1:]):
+        # Daphne's own reading takes the left-most X-Forwarded-For, which the client writes.
+        sys.exit(
+            "core.daphne: --proxy-headers is refused; set POLICYDESK_TRUSTED_PROXIES to the proxies in "
+            "front instead (docs/audit-and-security.md)"
+        )
     cli.AccessLogGenerator = ScrubbedAccessLog
     cli.CommandLineInterface.entrypoint()
 

@@ -53,7 +53,9 @@ class ServiceUrls:
     llm_url: str | None
 
     def as_env(self) -> dict[str, str]:
-        env = {}
+        # Embedded services mean this machine: the app is served over plain HTTP on it, so its
+        # cookies cannot be Secure-only (a deployment behind TLS leaves this off).
+        env = {"POLICYDESK_LOCAL_HTTP": "true"}
         if self.database_url:
             env["POLICYDESK_DATABASE_URL"] = self.database_url
         if self.redis_url:

@@ -8,14 +8,14 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.roles import MANAGE_DOCUMENTS
 from accounts.selectors import user_has_permission
-from core.consumers import CLOSE_FORBIDDEN, PermissionRecheckMixin
+from core.consumers import PermissionRecheckMixin
 from rag.progress import DOCUMENTS_GROUP, DocumentProgressEvent
 
 
 class DocumentProgressConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         if not await self.permission_holds():
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close(code=self.close_code_refused())
             return
         await self.channel_layer.group_add(DOCUMENTS_GROUP, self.channel_name)
         await self.accept()
@@ -29,7 +29,7 @@ class DocumentProgressConsumer(PermissionRecheckMixin, AsyncWebsocketConsumer):
     async def document_progress(self, event: DocumentProgressEvent) -> None:
         # Permission can be withdrawn while the page is open.
         if not await self.permission_holds():
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close(code=self.close_code_refused())
             return
         await self.send(text_data=json.dumps({k: v for k, v in event.items() if k != "type"}))
 

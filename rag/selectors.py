@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
@@ -355,13 +356,18 @@ def document_visible_to(*, user: AbstractBaseUser | AnonymousUser, document_id: 
 MAX_HIGHLIGHTS = 20
 
 
+_SPAN = re.compile(r"([0-9]{1,9})-([0-9]{1,9})", re.ASCII)
+
+
 def evidence_spans(raw: str) -> list[tuple[int, int]]:
     """ "12-80,95-140" → [(12, 80), (95, 140)]; anything malformed is ignored (it comes from a URL)."""
     spans = []
     for part in raw.split(",")[:MAX_HIGHLIGHTS]:
-        start, _, end = part.partition("-")
-        if start.isdigit() and end.isdigit() and int(start) < int(end):
-            spans.append((int(start), int(end)))
+        # ASCII digits only, nine at most: str.isdigit() takes "²", which int() refuses, and
+        # int() refuses a 5,000-digit number; either was a server error.
+        matched = _SPAN.fullmatch(part)
+        if matched and int(matched[1]) < int(matched[2]):
+            spans.append((int(matched[1]), int(matched[2])))
     return sorted(spans)
 
 

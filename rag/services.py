@@ -119,11 +119,16 @@ def document_create_from_upload(
     document.file.save(
         f"{content_hash}{PurePosixPath(file_name).suffix.lower()[:10]}", ContentFile(data), save=True
     )
-    groups = list(allowed_groups) if allowed_groups is not None else inherited_groups(previous)
+    inherited = inherited_groups(previous)
+    groups = list(allowed_groups) if allowed_groups is not None else inherited
     document.allowed_groups.set(groups)
     uploader = _real_user(uploaded_by)
-    if groups and uploader is not None:
-        _access_recorded(document, before=[], after=[g.name for g in groups], changed_by=uploader)
+    # Readers are compared with the predecessor's (nobody's, for a first version): a change is a
+    # `document_access` event from theirs to these, whoever uploads (a command: no actor).
+    before = sorted({g.name for g in inherited})
+    after = sorted({g.name for g in groups})
+    if before != after:
+        _access_recorded(document, before=before, after=after, changed_by=uploader)
     version_dates_apply(document=document, dates=dates, predecessor=previous)
     version_created_record(document=document, predecessor=previous, actor=uploader)
     if enqueue:
@@ -217,10 +222,12 @@ def document_set_access(*, document: Document, groups: Iterable[Group], changed_
     return True
 
 
-def _access_recorded(document: Document, *, before: list[str], after: list[str], changed_by: User) -> None:
+def _access_recorded(
+    document: Document, *, before: list[str], after: list[str], changed_by: User | None
+) -> None:
     audit_event_append(
         kind=AuditEvent.Kind.DOCUMENT_ACCESS,
-        actor=pseudonym(user_id=changed_by.pk),
+        actor=pseudonym(user_id=changed_by.pk) if changed_by is not None else "",
         detail={
             "document_id": document.pk,
             "source_path": document.source_path,

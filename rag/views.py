@@ -36,6 +36,11 @@ MAX_FILES_PER_UPLOAD = 50
 @role_required(MANAGE_DOCUMENTS)
 def documents(request: HttpRequest) -> HttpResponse:
     today = company_today()
+    targets = version_targets()
+    # ?version_of=PATH (a row's "new version" link): that document chosen in the upload form,
+    # its readers ticked, so a restricted policy's next version stays restricted at a glance.
+    version_of = request.GET.get("version_of", "")
+    chosen = next((t for t in targets if t.source_path == version_of), None)
     return render(
         request,
         "rag/documents.html",
@@ -43,7 +48,9 @@ def documents(request: HttpRequest) -> HttpResponse:
             "documents": documents_with_lifecycle(document_list(), today=today),
             "access_groups": access_group_names(),
             "due_for_review": documents_due_for_review(today=today),
-            "version_targets": version_targets(),
+            "version_targets": targets,
+            "version_of": chosen.source_path if chosen else "",
+            "preset_readers": set(chosen.allowed_groups.values_list("name", flat=True)) if chosen else set(),
             "today": today,
         },
     )

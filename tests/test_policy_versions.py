@@ -113,6 +113,42 @@ def test_a_new_version_inherits_its_predecessors_readers_unless_given(
     assert texts(user=outsider, as_of=date(2026, 3, 1)) == [], "the inherited rule still holds"
 
 
+def test_the_upload_form_keeps_a_restricted_policy_restricted_and_audits_a_change_of_readers(
+    today: date, make_user: Callable[..., User]
+) -> None:
+    """A new version uploaded with no reader ticked used to be readable by everyone; now the form
+    shows the predecessor's readers ticked, nothing ticked still inherits them, and a version
+    given other readers is a `document_access` event from the predecessor's to the new ones."""
+    finance = Group.objects.create(name="finance")
+    Group.objects.create(name="travel")
+    travel(TRAVEL_V1, effective_from=V1_FROM, allowed_groups=[finance])
+    client = Client()
+    client.force_login(make_user("admin", Role.POLICY_ADMIN))
+    page = client.get(reverse("rag:documents"), {"version_of": "travel.md"}).content.decode()
+    assert '<option value="travel.md" data-readers="finance" selected>' in page
+    assert '<input type="checkbox" name="groups" value="finance" checked>' in page
+    assert '<input type="checkbox" name="groups" value="travel">' in page
+
+    def upload(content: bytes, **fields: Any) -> Document:
+        upload_file = io.BytesIO(content)
+        upload_file.name = "travel.md"
+        client.post(reverse("rag:upload"), {"files": upload_file, "version_of": "travel.md", **fields})
+        return Document.objects.order_by("-version").first()  # type: ignore[return-value]
+
+    access_events = AuditEvent.objects.filter(kind=AuditEvent.Kind.DOCUMENT_ACCESS)
+    before = access_events.count()
+    v2 = upload(TRAVEL_V2)  # nothing ticked
+    assert list(v2.allowed_groups.values_list("name", flat=True)) == ["finance"]
+    assert texts(user=make_user("outsider")) == [], "still restricted"
+    v3 = upload(TRAVEL_V2 + b"\nAsk the travel desk.\n", groups=["finance"])  # ticked as shown
+    assert access_events.count() == before, "the same readers: no change to record"
+    v4 = upload(TRAVEL_V2 + b"\nAsk the travel desk first.\n", groups=["travel"])
+    change = access_events.order_by("seq").last()
+    assert change is not None and change.detail["document_id"] == v4.pk
+    assert (change.detail["from"], change.detail["to"]) == (["finance"], ["travel"])
+    assert v3.version == 3 and audit_chain_verify().valid
+
+
 # --- the lifecycle in the audit log ------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -25,7 +26,9 @@ from django.test import Client
 
 from accounts.models import DirectoryAccount
 from accounts.oidc import id_token_claims
+from accounts.sessions import SEEN_AT, SIGNED_IN_AT
 from audit.models import AuditEvent
+from chat.selectors import user_may_ask
 from devserver.embedded import free_port
 from tests.directory_servers import OIDCProvider, sign_in_configure
 
@@ -294,3 +297,94 @@ def test_a_session_is_rechecked_at_the_provider_and_follows_its_groups(oidc_on: 
         oidc_on.user_put(who.username, password=who.password, groups=["Staff"], active=False)
         assert refresh_due()["Location"] == "/accounts/login/?sso=failed"
         assert not signed_in(client), "disabled at the provider: signed out at the next refresh"
+
+
+def test_an_error_callback_nobody_started_signs_nobody_out(
+    oidc_on: OIDCProvider, make_user: Callable[..., User]
+) -> None:
+    """A link to /accounts/oidc/callback/?error=x (in a mail, an image tag) used to sign out
+    whoever followed it, local and LDAP users included."""
+    make_user("local-user")
+    local = Client()
+    assert (
+        local.post("/accounts/login/", {"username": "local-user", "password": "not-used-pw-123"}).status_code
+        == 302
+    )
+    directory, _ = sign_in(person(oidc_on, ["Staff"]))
+    for client in (local, directory):
+        for query in ("?error=access_denied", "?error=login_required&state=not-one-of-ours"):
+            response = client.get("/accounts/oidc/callback/" + query)
+            assert response["Location"] == "/accounts/login/?sso=failed"
+            assert signed_in(client), query
+
+
+def test_a_due_recheck_counts_as_signed_out_for_posts_and_sockets_until_a_page_load(
+    oidc_on: OIDCProvider,
+) -> None:
+    """A user disabled at the provider could keep a scripted socket or POSTs alive with the old
+    cookie: only page loads went back to the provider."""
+    who = person(oidc_on, ["Staff"])
+    client = Client()
+    rename = f"/chat/{uuid.uuid4()}/rename/"
+    with httpx.Client(timeout=10) as idp:
+        finish(client, start(client, idp, who))
+        user = User.objects.get(directory_account__subject=who.sub)
+        session_key = client.session.session_key
+        assert client.post(rename, {"title": "x"}).status_code == 404, "signed in: no such conversation"
+        assert user_may_ask(user_id=user.pk, session_key=session_key), "the socket's re-check"
+
+        session = client.session
+        session["oidc_id_token_expiration"] = 0  # the refresh period has passed
+        session.save()
+        refused = client.post(rename, {"title": "x"})
+        assert refused.status_code == 302 and refused["Location"].startswith("/accounts/login/")
+        assert not user_may_ask(user_id=user.pk, session_key=session_key), "an open socket closes"
+
+        page = client.get("/chat/")  # a page load re-checks at the provider, silently
+        assert page.status_code == 302 and "prompt=none" in page["Location"]
+        finish(client, provider_login(idp, page["Location"], who))
+        assert client.post(rename, {"title": "x"}).status_code == 404, "re-checked: signed in again"
+        assert user_may_ask(user_id=user.pk, session_key=client.session.session_key)
+
+
+def test_the_session_keeps_only_what_logout_needs_and_expires_within_a_working_day(
+    oidc_on: OIDCProvider,
+) -> None:
+    who = person(oidc_on, ["Staff", "HR Managers"])
+    client, _ = sign_in(who)
+    session = client.session
+    # The raw ID token (the provider's logout wants it as id_token_hint), nothing else of the
+    # provider's: no access or refresh token, no claims copied out of it.
+    assert set(session.keys()) <= {
+        "_auth_user_id", "_auth_user_backend", "_auth_user_hash", "oidc_states", "oidc_login_next",
+        "oidc_id_token", "oidc_id_token_expiration", SIGNED_IN_AT, SEEN_AT,
+    }  # fmt: skip
+    assert "oidc_access_token" not in session and "oidc_refresh_token" not in session
+    assert session.get_expiry_age() <= django_settings.SESSION_HOURS * 3600
+
+
+def test_the_group_map_matches_an_entra_style_group_object_id(
+    oidc_on: OIDCProvider, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entra ID sends group object ids: the map may hold them (in any case, with or without braces),
+    and a group merely *named* like a mapped one grants nothing."""
+    admins = "4b1a27c5-0d4e-4bd2-9c55-7b0a8e0f6c21"
+    by_id = {"roles": {"{" + admins.upper() + "}": "policy_admin", "Staff": "employee"}, "default_role": None}
+    sign_in_configure(monkeypatch, settings, {"GROUP_MAP": json.dumps(by_id)})
+    client, _ = sign_in(person(oidc_on, ["Staff", admins]))
+    assert client.get("/documents/").status_code == 200
+    impostor, _ = sign_in(person(oidc_on, ["Staff", "PolicyDesk Admins"]))
+    assert impostor.get("/documents/").status_code == 403
+
+
+def test_without_an_end_session_endpoint_the_id_token_is_not_kept(
+    oidc_on: OIDCProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google has no end-session endpoint: the ID token would serve no logout, so it goes."""
+    import accounts.oidc
+
+    monkeypatch.setattr(accounts.oidc, "_end_session_endpoint", lambda: None)
+    client, _ = sign_in(person(oidc_on, ["Staff"]))
+    assert signed_in(client) and "oidc_id_token" not in client.session
+    response = client.post("/accounts/logout/")
+    assert response["Location"] == "/accounts/login/" and not signed_in(client)

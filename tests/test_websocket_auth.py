@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -166,3 +167,35 @@ async def test_it_closes_the_socket_after_logout_or_a_password_change(
 def _change_password(user: User) -> None:
     user.set_password("a-new-password-123")
     user.save()
+
+
+async def test_it_closes_the_socket_of_an_oidc_session_whose_recheck_is_due(
+    make_user: Callable[..., User],
+) -> None:
+    """The provider re-check happens on page loads only; a socket kept open by a script must not
+    outlive it (the user may have been disabled at the provider meanwhile)."""
+    user = await _sync(make_user, "emp")
+    client = Client()
+    await _sync(client.force_login, user)
+    cookie = (
+        b"cookie",
+        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+    )
+
+    def recheck_due_in(seconds: float) -> None:
+        session = client.session
+        session["oidc_id_token_expiration"] = time.time() + seconds
+        session.save()
+
+    await _sync(recheck_due_in, 900)
+    with override_settings(CHAT_PERMISSION_RECHECK_SECONDS=0, AUTH_OIDC=True):
+        communicator, connected, _ = await connect([ORIGIN, cookie])
+        assert connected
+        await communicator.send_to(text_data=json.dumps({"type": "stop"}))
+        assert await communicator.receive_nothing(timeout=0.3)
+        await _sync(recheck_due_in, -1)
+        await communicator.send_to(text_data=json.dumps({"type": "stop"}))
+        assert json.loads(await communicator.receive_from(timeout=5))["code"] == "forbidden"
+        # "Signed out" (4401): the page goes through the sign-in page, whose load re-checks.
+        assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()

@@ -11,6 +11,17 @@ form.addEventListener("drop", (event) => {
   form.requestSubmit();
 });
 
+// Choosing the document to version ticks its current readers: a restricted policy's next
+// version stays restricted unless the admin unticks on purpose (rag/views.py does the same for
+// a row's "new version" link, server-side).
+const versionOf = document.getElementById("version-of");
+versionOf.addEventListener("change", () => {
+  const option = versionOf.selectedOptions[0];
+  if (!option || !option.value) return;
+  const readers = new Set((option.dataset.readers || "").split(",").filter(Boolean));
+  for (const box of form.querySelectorAll('input[name="groups"]')) box.checked = readers.has(box.value);
+});
+
 for (const deleteForm of document.querySelectorAll("form[data-confirm]")) {
   deleteForm.addEventListener("submit", (event) => {
     if (!window.confirm(deleteForm.dataset.confirm)) event.preventDefault();
@@ -54,6 +65,10 @@ function connect(delay = 1000) {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${window.location.host}/ws/documents/`);
   socket.addEventListener("message", (event) => applyProgress(JSON.parse(event.data)));
-  socket.addEventListener("close", () => setTimeout(() => connect(Math.min(delay * 2, 15000)), delay));
+  socket.addEventListener("close", (event) => {
+    // 4401: signed out, or an OIDC sign-in due for its re-check: a page load does it.
+    if (event.code === 4401) { location.reload(); return; }
+    setTimeout(() => connect(Math.min(delay * 2, 15000)), delay);
+  });
 }
 connect();

@@ -125,6 +125,7 @@ def live_app(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "POLICYDESK_ENV_FILE": "/dev/null",
+            "POLICYDESK_LOCAL_HTTP": "true",  # served on http://127.0.0.1: cookies not Secure-only
             "POLICYDESK_DATABASE_URL": _fresh_database(env),
             "POLICYDESK_LLM_BACKENDS": json.dumps(backends),
             "POLICYDESK_LLM_BREAKER_COOLDOWN": "600",
